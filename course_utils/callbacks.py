@@ -1,0 +1,248 @@
+"""The callback protocol of the training loop, and the callbacks every Learner has:
+the Recorder (history and plots), the one-cycle schedule, the LR finder and the progress table.
+
+A callback is an object with any of these methods, called by `Learner.fit` in this order:
+before_fit, before_epoch, before_batch, after_loss, before_backward, before_step, after_step,
+after_batch, after_validate, after_epoch, after_fit. `before_step` may return True to say it
+took (or deliberately skipped) the optimizer step itself. Raising `CancelFit` stops training cleanly.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm import tqdm
+
+__all__ = ["Callback", "CancelFit", "Recorder", "OneCycleScheduler", "LRFinder", "ProgressTable",
+           "annealing_cos", "suggest_lr"]
+
+
+class CancelFit(Exception):
+    """Raised by a callback to end `fit` early (the LR finder does when the loss diverges)."""
+
+
+class Callback:
+    """Base class: override the events you need; `self.learn` is set when the callback is attached."""
+    order = 0
+    learn = None
+
+
+def annealing_cos(start: float, end: float, pct: float) -> float:
+    """Cosine interpolation from `start` (pct=0) to `end` (pct=1)."""
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * pct))
+
+
+class Recorder(Callback):
+    """Records learning rates, momentums, losses and metrics; draws them.
+
+    `train_loss` is the debiased exponential moving average (beta 0.98) the lesson reports."""
+    order = -10
+    beta = 0.98
+
+    def __init__(self):
+        self.lrs, self.moms, self.losses, self.smooth_losses = [], [], [], []
+        self.val_losses, self.metrics, self.nb_batches, self.epoch_rows = [], [], [], []
+        self.metric_names = []
+        self._avg, self._n = 0.0, 0
+
+    def before_fit(self):
+        """Each fit starts a new history, as in the lesson (plots show the latest fit)."""
+        self.__init__()
+        self.metric_names = [m.name for m in self.learn.metric_fns]
+
+    def after_batch(self):
+        if not self.learn.training:
+            return
+        loss = self.learn.loss.detach().float().item()
+        self._n += 1
+        self._avg = self.beta * self._avg + (1 - self.beta) * loss
+        self.losses.append(loss)
+        self.smooth_losses.append(self._avg / (1 - self.beta ** self._n))
+        self.lrs.append(self.learn.opt.param_groups[-1]["lr"])
+        self.moms.append(self.learn.opt.param_groups[-1]["betas"][0])
+
+    def after_epoch(self):
+        row = self.learn.epoch_result
+        self.nb_batches.append(len(self.losses))
+        self.val_losses.append(row["valid_loss"])
+        self.metrics.append([row[n] for n in self.metric_names])
+        self.epoch_rows.append(row)
+
+    def reset_smoothing(self):
+        """Start the moving average of the loss afresh (the LR finder does)."""
+        self._avg, self._n = 0.0, 0
+
+    def plot_losses(self, skip_start: int = 0) -> plt.Figure:
+        """Training loss per batch and validation loss per epoch."""
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label="train", alpha=0.6)
+        if self.val_losses:
+            ax.plot(self.nb_batches, self.val_losses, "o-", label="valid")
+        ax.set(xlabel="batches processed", ylabel="loss")
+        ax.legend()
+        return fig
+
+    def plot_lr(self, show_moms: bool = False) -> plt.Figure:
+        """The learning rate (and momentum) over the batches of the last fits."""
+        fig, axes = plt.subplots(1, 2 if show_moms else 1, figsize=(10 if show_moms else 5, 3.5), squeeze=False)
+        axes[0, 0].plot(self.lrs)
+        axes[0, 0].set(xlabel="iteration", ylabel="learning rate")
+        if show_moms:
+            axes[0, 1].plot(self.moms)
+            axes[0, 1].set(xlabel="iteration", ylabel="momentum (beta1)")
+        return fig
+
+    def plot_metrics(self) -> plt.Figure:
+        """Each metric per epoch."""
+        n = max(1, len(self.metric_names))
+        fig, axes = plt.subplots(1, n, figsize=(4 * n, 3), squeeze=False)
+        for i, name in enumerate(self.metric_names):
+            axes[0, i].plot([m[i] for m in self.metrics], "o-")
+            axes[0, i].set(xlabel="epoch", title=name)
+        return fig
+
+    def plot(self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False):
+        """Loss against learning rate after `lr_find` (log scale); with `suggestion`, mark and return a good LR."""
+        lrs = self.lrs[skip_start: len(self.lrs) - skip_end or None]
+        losses = self.smooth_losses[skip_start: len(self.smooth_losses) - skip_end or None]
+        if len(lrs) < 2:
+            lrs, losses = self.lrs, self.smooth_losses
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(lrs, losses)
+        ax.set(xscale="log", xlabel="learning rate", ylabel="loss (smoothed)")
+        if not suggestion:
+            return None
+        lr = suggest_lr(lrs, losses)
+        ax.plot(lr, losses[lrs.index(lr)], "ro", markersize=8, label=f"suggested {lr:.2e}")
+        ax.legend()
+        print(f"Suggested learning rate: {lr:.2e} (middle of the longest steady descent of the loss)")
+        return lr
+
+
+def suggest_lr(lrs: list[float], losses: list[float]) -> float:
+    """A learning rate from an LR-finder curve: the point a third-to-half of the way down the longest
+    stretch where the smoothed loss keeps falling ("valley", fastai#3377), robust to a noisy start."""
+    losses = np.asarray(losses, dtype=float)
+    n = len(losses)
+    if n < 3 or not np.isfinite(losses).any():
+        return float(lrs[int(np.nanargmin(np.where(np.isfinite(losses), losses, np.inf)))]) if n else 1e-3
+    run = np.ones(n, dtype=int)  # run[i]: longest strictly decreasing subsequence ending at i
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and run[j] + 1 > run[i]:
+                run[i] = run[j] + 1
+    end = int(np.argmax(run))
+    start = end - int(run[end])
+    span = end - start
+    return float(lrs[max(0, start + span // 3 + span // 6)])
+
+
+class OneCycleScheduler(Callback):
+    """Lesson 3's one-cycle policy, per batch: the learning rate warms up from lr/div_factor to lr over
+    `pct_start` of the steps, then anneals (cosine) to lr/final_div; momentum does the opposite."""
+    order = 1
+
+    def __init__(self, lr_max: list[float], moms=(0.95, 0.85), div_factor: float = 25.0, pct_start: float = 0.3,
+                 final_div: float | None = None):
+        self.lr_max, self.moms, self.div = lr_max, moms, div_factor
+        self.pct_start, self.final_div = pct_start, final_div or div_factor * 1e4
+
+    def before_fit(self):
+        self.total = self.learn.n_epochs * len(self.learn.data.train_dl)
+        self.warm = int(self.total * self.pct_start)
+        self.step = 0
+        self._set(0)
+
+    def schedule(self, step: int) -> tuple[list[float], float]:
+        """(per-group learning rates, momentum) at a given batch index."""
+        if step < self.warm:
+            pct = step / max(1, self.warm)
+            lrs = [annealing_cos(lr / self.div, lr, pct) for lr in self.lr_max]
+            mom = annealing_cos(self.moms[0], self.moms[1], pct)
+        else:
+            pct = (step - self.warm) / max(1, self.total - self.warm)
+            lrs = [annealing_cos(lr, lr / self.final_div, pct) for lr in self.lr_max]
+            mom = annealing_cos(self.moms[1], self.moms[0], pct)
+        return lrs, mom
+
+    def _set(self, step: int):
+        lrs, mom = self.schedule(step)
+        self.learn.set_hyper(lrs, mom)
+
+    def before_batch(self):
+        if self.learn.training:
+            self._set(self.step)
+
+    def after_step(self):
+        self.step += 1
+
+
+class LRFinder(Callback):
+    """Raises the learning rate exponentially from start_lr to end_lr over num_it batches, stopping when
+    the smoothed loss passes 4x its best (or is NaN): the curve behind `recorder.plot`."""
+    order = 1
+
+    def __init__(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True):
+        self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, num_it, stop_div
+
+    def before_fit(self):
+        self.it, self.best = 0, math.inf
+        self.learn.recorder.reset_smoothing()
+
+    def before_batch(self):
+        if not self.learn.training:
+            raise CancelFit  # the finder never validates
+        lr = self.start_lr * (self.end_lr / self.start_lr) ** (self.it / self.num_it)
+        self.learn.set_hyper([lr] * len(self.learn.layer_groups), None)
+
+    def after_batch(self):
+        self.it += 1
+        smooth = self.learn.recorder.smooth_losses[-1]
+        self.best = min(self.best, smooth)
+        if self.it >= self.num_it or (self.stop_div and (not math.isfinite(smooth) or smooth > 4 * self.best)):
+            raise CancelFit
+
+
+class ProgressTable(Callback):
+    """A progress bar over the batches, and one table row per epoch: losses, metrics, time."""
+    order = 10
+
+    def __init__(self, show_bar: bool = True):
+        self.show_bar = show_bar
+
+    def before_fit(self):
+        self.names = ["epoch", "train_loss", "valid_loss"] + [m.name for m in self.learn.metric_fns] + ["time"]
+        self.widths = [max(len(n), 10) for n in self.names]
+        self._print("  ".join(n.ljust(w) for n, w in zip(self.names, self.widths)))
+
+    def before_epoch(self):
+        self.start = time.time()
+        dl = self.learn.data.train_dl
+        self.bar = tqdm(total=len(dl), leave=False, file=sys.stderr, mininterval=0.5,
+                        disable=not self.show_bar, desc=f"epoch {self.learn.epoch + 1}/{self.learn.n_epochs}")
+
+    def after_batch(self):
+        if self.learn.training:
+            self.bar.update(1)
+
+    def after_epoch(self):
+        self.bar.close()
+        row = self.learn.epoch_result
+        secs = time.time() - self.start
+        vals = [str(self.learn.epoch + 1)] + [_fmt(row[n]) for n in self.names[1:-1]] + [f"{int(secs // 60):02d}:{int(secs % 60):02d}"]
+        self._print("  ".join(v.ljust(w) for v, w in zip(vals, self.widths)))
+
+    def after_fit(self):
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
+
+    @staticmethod
+    def _print(line: str):
+        print(line, flush=True)
+
+
+def _fmt(v) -> str:
+    return "#na#" if v is None else f"{v:.6f}"

@@ -1,0 +1,742 @@
+"""The data block chain of lesson 3, domain-free:
+
+    ItemList (paths or texts, nothing decoded) -> split -> label -> transform -> DataBunch
+
+Each step returns a new object, so a student can stop after any step and look at it.
+Vision and text subclass `ItemList`; this module knows nothing about images or words.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from .config import default_device, default_num_workers
+
+__all__ = ["ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch", "CategoryList",
+           "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize"]
+
+# Names from the lesson video that were renamed; looking one up says what to call instead.
+RENAMED = {
+    "random_split_by_pct": "split_by_rand_pct",
+    "no_split": "split_none",
+    "label_from_csv": "label_from_df (after ImageList.from_csv)",
+    "datasets": "transform(...).databunch(...)",
+}
+
+
+class ItemList:
+    """A list of items (file paths, texts, ...) and the folder they are relative to."""
+
+    extensions: tuple[str, ...] = ()
+
+    def __init__(self, items: Iterable, path: str | Path = ".", inner_df: pd.DataFrame | None = None):
+        self.items = list(items)
+        self.path = Path(path)
+        self.inner_df = inner_df
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.get(i)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(str(self._short(o)) for o in self.items[:3])
+        return f"{type(self).__name__} ({len(self)} items)\n[{shown}{', ...' if len(self) > 3 else ''}]\nPath: {self.path}"
+
+    def __getattr__(self, name: str):
+        if name in RENAMED:
+            raise AttributeError(f"`{name}` is the lesson video's name; it is now `{RENAMED[name]}`.")
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def _short(self, item):
+        try:
+            return Path(item).relative_to(self.path)
+        except (TypeError, ValueError):
+            return item
+
+    def get(self, i: int):
+        """The item at index i, opened (subclasses decode files here)."""
+        return self.items[i]
+
+    def new(self, items: Iterable, inner_df: pd.DataFrame | None = None) -> "ItemList":
+        """A copy of this list (same type and settings) holding other items."""
+        res = copy.copy(self)
+        res.items, res.inner_df = list(items), inner_df
+        return res
+
+    def _subset(self, idx: Sequence[int]) -> "ItemList":
+        idx = np.asarray(idx, dtype=int)
+        df = None if self.inner_df is None else self.inner_df.iloc[idx].reset_index(drop=True)
+        return self.new([self.items[i] for i in idx], df)
+
+    # --- making an ItemList -------------------------------------------------------------
+    @classmethod
+    def from_folder(cls, path: str | Path, extensions: Iterable[str] | None = None, recurse: bool = True,
+                    include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> "ItemList":
+        """Every file under `path` with one of `extensions` (hidden files skipped), sorted.
+
+        `include`/`exclude` keep or drop top-level sub-folders by name."""
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is not a folder. Check the path (and that the dataset was extracted).")
+        exts = {e.lower() for e in (extensions or cls.extensions)}
+        files = path.rglob("*") if recurse else path.glob("*")
+        items = []
+        for f in sorted(files):
+            rel = f.relative_to(path).parts
+            if any(p.startswith(".") for p in rel) or not f.is_file():
+                continue
+            if exts and f.suffix.lower() not in exts:
+                continue
+            if len(rel) > 1 and ((include is not None and rel[0] not in include) or (exclude and rel[0] in exclude)):
+                continue
+            items.append(f)
+        if not items:
+            raise FileNotFoundError(f"No files with extensions {sorted(exts)} found under {path}.")
+        return cls(items, path)
+
+    @classmethod
+    def from_df(cls, df: pd.DataFrame, path: str | Path = ".", cols: int | str = 0, folder: str | None = None,
+                suffix: str = "") -> "ItemList":
+        """Items from column `cols` of `df`, as `path/folder/<value><suffix>`."""
+        col = _column(df, cols, "item")
+        if df[col].isna().any():
+            row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
+            raise ValueError(f"Column {col!r} has an empty value in row {row + 2} of the CSV (row {row} of the table).")
+        path = Path(path)
+        base = path / folder if folder else path
+        items = [base / f"{v}{suffix}" for v in df[col].astype(str)]
+        res = cls(items, path, inner_df=df.reset_index(drop=True))
+        res._check_items()
+        return res
+
+    @classmethod
+    def from_csv(cls, path: str | Path, csv_name: str, cols: int | str = 0, folder: str | None = None,
+                 suffix: str = "", **read_csv_kwargs) -> "ItemList":
+        """Items from a CSV file in `path` (see `from_df`)."""
+        csv = Path(path) / csv_name
+        if not csv.is_file():
+            raise FileNotFoundError(f"CSV file {csv} not found.")
+        return cls.from_df(pd.read_csv(csv, **read_csv_kwargs), path, cols=cols, folder=folder, suffix=suffix)
+
+    def _check_items(self) -> None:
+        """Hook for subclasses to check items as soon as they are listed."""
+
+    def _label_cls(self, labels: Sequence, kwargs: dict) -> type:
+        """The target type for these labels; segmentation and points lists override it."""
+        return _pick_label_cls(labels)
+
+    def apply_tfms(self, x, y, y_list: "TargetList", tfms, **kwargs):
+        """Turn an opened item and its target into tensors (subclasses transform images here)."""
+        return x, y
+
+    def open_item(self, item):
+        """A raw item given by the user (to `predict`) in the form `get` returns."""
+        return item
+
+    @staticmethod
+    def tfms_from_state(state: dict):
+        """Transforms rebuilt from their exported plain values."""
+        return None
+
+    def show_xys(self, xs, ys, y_list: "TargetList", rows: int = 3, **kwargs) -> None:
+        """Draw a batch (subclasses know how)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot show batches.")
+
+    # --- splitting -----------------------------------------------------------------------
+    def split_by_idxs(self, train_idx: Sequence[int], valid_idx: Sequence[int]) -> "ItemLists":
+        """Split by explicit train and validation indices."""
+        return ItemLists(self.path, self._subset(train_idx), self._subset(valid_idx))
+
+    def split_by_idx(self, valid_idx: Sequence[int]) -> "ItemLists":
+        """Validation set = the items at `valid_idx`; the rest is training."""
+        valid = np.unique(np.asarray(valid_idx, dtype=int))
+        if len(valid) and (valid.min() < 0 or valid.max() >= len(self)):
+            raise IndexError(f"split_by_idx: indices must lie in [0, {len(self)}).")
+        return self.split_by_idxs(np.setdiff1d(np.arange(len(self)), valid), valid)
+
+    def split_none(self) -> "ItemLists":
+        """Everything in training, an empty validation set."""
+        return self.split_by_idxs(np.arange(len(self)), [])
+
+    def split_by_rand_pct(self, valid_pct: float = 0.2, seed: int | None = None) -> "ItemLists":
+        """A random `valid_pct` of the items go to validation; the same `seed` gives the same split."""
+        if not 0 <= valid_pct < 1:
+            raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}.")
+        perm = (np.random.default_rng(seed).permutation(len(self)) if seed is not None
+                else np.random.permutation(len(self)))
+        return self.split_by_idx(perm[: int(valid_pct * len(self))])
+
+    def split_by_valid_func(self, func: Callable) -> "ItemLists":
+        """Items for which `func(item)` is true go to validation."""
+        return self.split_by_idx([i for i, o in enumerate(self.items) if func(o)])
+
+    def split_by_files(self, valid_names: Iterable[str]) -> "ItemLists":
+        """Items whose file name is in `valid_names` go to validation."""
+        names = {Path(n).name for n in valid_names}
+        return self.split_by_valid_func(lambda o: Path(o).name in names)
+
+    def split_by_fname_file(self, fname: str | Path, path: str | Path | None = None) -> "ItemLists":
+        """Validation = the file names listed, one per line, in `path/fname` (CamVid's valid.txt)."""
+        f = Path(path or self.path) / fname
+        if not f.is_file():
+            raise FileNotFoundError(f"split_by_fname_file: {f} not found.")
+        return self.split_by_files(line.strip() for line in f.read_text().splitlines() if line.strip())
+
+    def split_by_folder(self, train: str = "train", valid: str = "valid") -> "ItemLists":
+        """Split on the first folder under `path`; items in any other folder are dropped."""
+        top = [Path(o).relative_to(self.path).parts[0] for o in self.items]
+        tr = [i for i, t in enumerate(top) if t == train]
+        va = [i for i, t in enumerate(top) if t == valid]
+        if not tr:
+            raise ValueError(f"split_by_folder: no items in a top-level folder named {train!r} under {self.path}.")
+        return self.split_by_idxs(tr, va)
+
+    def split_from_df(self, col: int | str = 2) -> "ItemLists":
+        """Rows whose column `col` is true go to validation."""
+        if self.inner_df is None:
+            raise ValueError("split_from_df needs an ItemList made by from_df or from_csv.")
+        c = _column(self.inner_df, col, "split")
+        return self.split_by_idx(np.flatnonzero(self.inner_df[c].astype(bool).to_numpy()))
+
+    def _label_by_split_first(self, *args, **kwargs):
+        raise TypeError("Split the items before labelling them, e.g. `.split_by_rand_pct(0.2)`, "
+                        "or `.split_none()` to keep everything for training.")
+
+    label_from_df = label_from_func = label_from_folder = label_from_lists = label_for_lm = _label_by_split_first
+
+
+def _column(df: pd.DataFrame, cols: int | str, what: str) -> str:
+    """The name of column `cols` (an index or a name), with an error that lists the real columns."""
+    names = list(df.columns)
+    if isinstance(cols, (int, np.integer)):
+        if not -len(names) <= cols < len(names):
+            raise KeyError(f"The table has {len(names)} columns {names}; there is no column {cols} for the {what}.")
+        return names[cols]
+    if cols not in names:
+        raise KeyError(f"No column {cols!r} for the {what}; the columns are {names}.")
+    return cols
+
+
+class ItemLists:
+    """A training and a validation ItemList: the result of a split, waiting for labels."""
+
+    def __init__(self, path: Path, train: ItemList, valid: ItemList):
+        self.path, self.train, self.valid = path, train, valid
+        if len(train) == 0:
+            raise ValueError("The split left the training set empty; use a smaller validation share.")
+
+    def __repr__(self) -> str:
+        return f"ItemLists;\n\nTrain: {self.train!r};\n\nValid: {self.valid!r}"
+
+    def __getattr__(self, name: str):
+        if name in RENAMED:
+            raise AttributeError(f"`{name}` is the lesson video's name; it is now `{RENAMED[name]}`.")
+        raise AttributeError(f"ItemLists has no attribute {name!r}")
+
+    def label_from_lists(self, train_labels: Sequence, valid_labels: Sequence, label_cls: type | None = None,
+                         **kwargs) -> "LabelLists":
+        """Label with explicit label lists; the label type picks the loss (see `_pick_label_cls`)."""
+        label_cls = label_cls or self.train._label_cls(train_labels, kwargs)
+        y_train = label_cls.from_labels(train_labels, self.train, **kwargs)
+        y_valid, keep = y_train.labels_for_valid(valid_labels, self.valid)
+        valid_x = self.valid if keep is None else self.valid._subset(keep)
+        return LabelLists(self.path, LabelList(self.train, y_train), LabelList(valid_x, y_valid))
+
+    def label_from_df(self, cols: int | str | Sequence = 1, label_delim: str | None = None, **kwargs) -> "LabelLists":
+        """Labels from column(s) `cols` of the CSV; `label_delim=' '` splits multi-label tags."""
+        if self.train.inner_df is None:
+            raise ValueError("label_from_df needs an ItemList made by from_df or from_csv.")
+        def labels(il):
+            df = il.inner_df
+            if isinstance(cols, (list, tuple)):  # several 0/1 columns -> multi-label
+                names = [_column(df, c, "label") for c in cols]
+                return [[n for n in names if row[n]] for _, row in df[names].iterrows()]
+            col = _column(df, cols, "label")
+            vals = df[col].tolist()
+            if label_delim is None:
+                return vals
+            return [[] if (isinstance(v, float) and np.isnan(v)) else [t for t in str(v).split(label_delim) if t]
+                    for v in vals]
+        if label_delim is not None or isinstance(cols, (list, tuple)):
+            kwargs.setdefault("label_cls", MultiCategoryList)
+        return self.label_from_lists(labels(self.train), labels(self.valid), **kwargs)
+
+    def label_from_func(self, func: Callable, **kwargs) -> "LabelLists":
+        """Label each item with `func(item)`."""
+        return self.label_from_lists([func(o) for o in self.train.items], [func(o) for o in self.valid.items], **kwargs)
+
+    def label_from_folder(self, **kwargs) -> "LabelLists":
+        """Label each file with the name of the folder it is in."""
+        return self.label_from_func(lambda o: Path(o).parent.name, **kwargs)
+
+    def label_from_re(self, pat: str, **kwargs) -> "LabelLists":
+        """Label each file with group 1 of the regular expression `pat` matched on its path."""
+        def f(o):
+            m = re.search(pat, str(o))
+            if m is None:
+                raise ValueError(f"label_from_re: {pat!r} does not match {o}.")
+            return m.group(1)
+        return self.label_from_func(f, **kwargs)
+
+
+class LabelList(Dataset):
+    """A Dataset of (x, y): items and their targets, with the transforms that turn them into tensors."""
+
+    def __init__(self, x: ItemList, y: "TargetList"):
+        self.x, self.y = x, y
+        self.tfms, self.tfm_kwargs = None, {}
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x.apply_tfms(self.x.get(i), self.y.get(i), self.y, self.tfms, **self.tfm_kwargs)
+
+    def __repr__(self) -> str:
+        return f"LabelList ({len(self)} items)\nx: {type(self.x).__name__}\ny: {self.y!r}\nPath: {self.x.path}"
+
+    @property
+    def classes(self):
+        return getattr(self.y, "classes", None)
+
+
+class LabelLists:
+    """Labelled training, validation (and optional test) sets, before they become a DataBunch."""
+
+    def __init__(self, path: Path, train: LabelList, valid: LabelList):
+        self.path, self.train, self.valid, self.test = path, train, valid, None
+
+    def __repr__(self) -> str:
+        return f"LabelLists;\n\nTrain: {self.train!r};\n\nValid: {self.valid!r};\n\nTest: {self.test!r}"
+
+    def transform(self, tfms=(None, None), **kwargs) -> "LabelLists":
+        """Attach (train, valid) transforms and options such as `size=`, `tfm_y=`; applied lazily per item.
+
+        Item 0 of each set is transformed at once so a bad setting fails here, not mid-training."""
+        tfms = tfms if tfms is not None else (None, None)
+        res = copy.copy(self)
+        res.train, res.valid = copy.copy(self.train), copy.copy(self.valid)
+        res.train.tfms, res.valid.tfms = tfms[0], tfms[1]
+        res.train.tfm_kwargs = {**kwargs, "train": True}
+        res.valid.tfm_kwargs = {**kwargs, "train": False}
+        if self.test is not None:
+            res.test = copy.copy(self.test)
+            res.test.tfms, res.test.tfm_kwargs = tfms[1], {**kwargs, "train": False}
+        for ds in (res.train, res.valid):
+            if len(ds):
+                ds[0]
+        return res
+
+    def add_test(self, items: Iterable) -> "LabelLists":
+        """Add unlabelled test items; they get the validation transforms."""
+        x = self.train.x.new(items)
+        res = copy.copy(self)
+        res.test = LabelList(x, EmptyLabelList.like_targets(self.train.y, len(x)))
+        res.test.tfms, res.test.tfm_kwargs = self.valid.tfms, {**self.valid.tfm_kwargs}
+        return res
+
+    def databunch(self, bs: int = 64, val_bs: int | None = None, num_workers: int | None = None,
+                  device: torch.device | None = None, **kwargs) -> "DataBunch":
+        """Wrap the sets in DataLoaders: training shuffled (last short batch dropped), validation in order."""
+        return DataBunch(self.train, self.valid, self.test, bs=bs, val_bs=val_bs, num_workers=num_workers,
+                         device=device, path=self.path, **kwargs)
+
+
+# --- targets ---------------------------------------------------------------------------
+class TargetList(ItemList):
+    """Encoded targets for one set, plus what the label type implies: loss, activation, decoding."""
+
+    def labels_for_valid(self, labels: Sequence, valid_x: ItemList):
+        """Targets for the validation labels, with the training classes; returns (targets, kept indices or None)."""
+        return self.from_labels(labels, valid_x), None
+
+    def loss_func(self) -> nn.Module:
+        """The loss the lesson uses for this label type."""
+        raise NotImplementedError
+
+    def activation(self, out: torch.Tensor) -> torch.Tensor:
+        """Turn model outputs into predictions (probabilities, or values)."""
+        return out
+
+    def decode(self, pred: torch.Tensor, **kwargs):
+        """A prediction (after the activation) as a readable label."""
+        return pred
+
+    def label_str(self, y: torch.Tensor) -> str:
+        """A target as a short string for plot titles."""
+        return str(self.decode(y))
+
+    def state(self) -> dict:
+        """What load_learner needs to decode predictions without the data (plain values only)."""
+        return {}
+
+    def predict_result(self, probs: torch.Tensor, **kwargs):
+        """What `Learner.predict` returns: (decoded label, target-like tensor, probabilities)."""
+        return self.decode(probs, **kwargs), probs, probs
+
+    @classmethod
+    def from_state(cls, state: dict, path: Path) -> "TargetList":
+        """An empty target list that decodes like the exported one."""
+        return cls([], path, **state)
+
+    def transform_target(self, y, plan):
+        """Move the target with an image transform (`tfm_y=True`): masks and points override this."""
+        return y
+
+    @property
+    def c(self) -> int:
+        """Number of model outputs."""
+        return 1
+
+
+class CategoryList(TargetList):
+    """One class per item: targets are class indices, the loss is cross entropy."""
+
+    def __init__(self, items, classes: Sequence, path="."):
+        super().__init__(items, path)
+        self.classes = list(classes)
+
+    @classmethod
+    def from_labels(cls, labels: Sequence, x: ItemList, classes: Sequence | None = None, **kwargs) -> "CategoryList":
+        classes = list(classes) if classes is not None else sorted(set(labels))
+        _check_known(labels, classes, x)
+        idx = {c: i for i, c in enumerate(classes)}
+        return cls([idx[o] for o in labels], classes, x.path)
+
+    def labels_for_valid(self, labels, valid_x):
+        idx = {c: i for i, c in enumerate(self.classes)}
+        keep = [i for i, o in enumerate(labels) if o in idx]
+        if len(keep) == len(labels):
+            return self.new([idx[o] for o in labels]), None
+        unknown = sorted({str(o) for o in labels if o not in idx})
+        warnings.warn(f"{len(labels) - len(keep)} validation items have labels the training set lacks "
+                      f"({', '.join(unknown[:5])}); they were removed from the validation set.")
+        return self.new([idx[labels[i]] for i in keep]), keep
+
+    def get(self, i):
+        return torch.tensor(self.items[i], dtype=torch.long)
+
+    def loss_func(self):
+        return nn.CrossEntropyLoss()
+
+    def activation(self, out):
+        return out.softmax(dim=-1)
+
+    def decode(self, pred, **kwargs):
+        """The class name: of the index if `pred` is a target, of the arg-max if it holds probabilities."""
+        return self.classes[int(pred.argmax() if pred.dim() else pred)]
+
+    def state(self):
+        return {"classes": self.classes}
+
+    def predict_result(self, probs, **kwargs):
+        idx = probs.argmax()
+        return self.decode(idx), idx, probs
+
+    def __repr__(self):
+        return f"CategoryList ({len(self)} items, {len(self.classes)} classes)"
+
+    @property
+    def c(self):
+        return len(self.classes)
+
+
+class MultiCategoryList(CategoryList):
+    """Several classes per item (Planet's tags): targets are multi-hot, the loss is BCE with logits."""
+
+    thresh = 0.5
+
+    @classmethod
+    def from_labels(cls, labels, x, classes=None, **kwargs):
+        labels = [_as_list(o) for o in labels]
+        classes = list(classes) if classes is not None else sorted({t for o in labels for t in o})
+        flat = [t for o in labels for t in o]
+        _check_known(flat, classes, x, rows=[i for i, o in enumerate(labels) for _ in o])
+        idx = {c: i for i, c in enumerate(classes)}
+        return cls([[idx[t] for t in o] for o in labels], classes, x.path)
+
+    def labels_for_valid(self, labels, valid_x):
+        idx = {c: i for i, c in enumerate(self.classes)}
+        labels = [_as_list(o) for o in labels]
+        unknown = sorted({t for o in labels for t in o if t not in idx})
+        if unknown:
+            warnings.warn(f"Validation labels the training set lacks were dropped: {', '.join(unknown[:5])}.")
+        return self.new([[idx[t] for t in o if t in idx] for o in labels]), None
+
+    def get(self, i):
+        y = torch.zeros(len(self.classes))
+        y[self.items[i]] = 1.0
+        return y
+
+    def loss_func(self):
+        return nn.BCEWithLogitsLoss()
+
+    def activation(self, out):
+        return out.sigmoid()
+
+    def decode(self, pred, thresh: float | None = None, **kwargs):
+        """The tags whose probability (or target) is above `thresh` (default `self.thresh`)."""
+        thresh = self.thresh if thresh is None else thresh
+        return [self.classes[i] for i in torch.nonzero(pred > thresh).flatten().tolist()]
+
+    def label_str(self, y):
+        return ";".join(self.decode(y))
+
+    def predict_result(self, probs, thresh: float | None = None, **kwargs):
+        thresh = self.thresh if thresh is None else thresh
+        return self.decode(probs, thresh=thresh), (probs > thresh).float(), probs
+
+    def __repr__(self):
+        return f"MultiCategoryList ({len(self)} items, {len(self.classes)} classes)"
+
+
+class FloatList(TargetList):
+    """Regression targets (one or more floats per item); the loss is mean squared error."""
+
+    @classmethod
+    def from_labels(cls, labels, x, **kwargs):
+        return cls([np.asarray(o, dtype=np.float32) for o in labels], x.path)
+
+    def get(self, i):
+        return torch.as_tensor(self.items[i], dtype=torch.float32)
+
+    def loss_func(self):
+        return nn.MSELoss()
+
+    def label_str(self, y):
+        return ", ".join(f"{v:.3g}" for v in y.flatten().tolist())
+
+    @property
+    def c(self):
+        return int(np.asarray(self.items[0]).size) if self.items else 1
+
+
+class EmptyLabelList(TargetList):
+    """Targets of an unlabelled test set: dummy zeros, decoded like the training labels."""
+
+    def __init__(self, items, path=".", like: TargetList | None = None):
+        super().__init__(items, path)
+        self.like = like
+
+    @classmethod
+    def like_targets(cls, y: TargetList, n: int) -> "EmptyLabelList":
+        return cls([None] * n, y.path, like=y)
+
+    def get(self, i):
+        return torch.tensor(0)
+
+    def decode(self, pred, **kwargs):
+        return self.like.decode(pred, **kwargs)
+
+    def activation(self, out):
+        return self.like.activation(out)
+
+    @property
+    def classes(self):
+        return getattr(self.like, "classes", None)
+
+
+def _subclass(base: type, name: str) -> type:
+    """The subclass of `base` called `name` (only our own classes can be named by an exported file)."""
+    todo = [base]
+    while todo:
+        c = todo.pop()
+        if c.__name__ == name:
+            return c
+        todo.extend(c.__subclasses__())
+    raise ValueError(f"Unknown data type {name!r} in the exported file; import the module that defines it first.")
+
+
+def _as_list(o) -> list:
+    if o is None or (isinstance(o, float) and np.isnan(o)):
+        return []
+    return list(o) if isinstance(o, (list, tuple, set)) else [o]
+
+
+def _check_known(labels: Sequence, classes: Sequence, x: ItemList, rows: Sequence[int] | None = None) -> None:
+    """Fail with the row of the first label that is not in the given classes."""
+    known = set(classes)
+    for k, o in enumerate(labels):
+        if o not in known:
+            row = rows[k] if rows is not None else k
+            raise ValueError(f"Label {o!r} of training item {x._short(x.items[row])} is not in the classes you "
+                             f"gave ({len(known)} classes: {list(classes)[:8]}...). Add it to `classes` or fix the label.")
+
+
+def _pick_label_cls(labels: Sequence) -> type:
+    """The label type from the first label: float -> regression, collection -> multi-label, else one class."""
+    first = next((o for o in labels if o is not None), None)
+    if isinstance(first, (float, np.floating)) or (isinstance(first, np.ndarray) and first.dtype.kind == "f"):
+        return FloatList
+    if isinstance(first, torch.Tensor) and first.is_floating_point():
+        return FloatList
+    if isinstance(first, (list, tuple, set)):
+        return MultiCategoryList
+    return CategoryList
+
+
+# --- DataBunch ---------------------------------------------------------------------------
+class Normalize:
+    """Per-channel normalisation of a batch (channels on dim 1), with its inverse for display."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std.to(x.device) + self.mean.to(x.device)
+
+    def state(self) -> dict:
+        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+
+class DeviceDataLoader:
+    """A DataLoader whose batches arrive on the device, normalised: iterate it for (x, y)."""
+
+    def __init__(self, dl: DataLoader, data: "DataBunch"):
+        self.dl, self.data = dl, data
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self):
+        for x, y in self.dl:
+            yield self.data.process_batch(x, y)
+
+    @property
+    def dataset(self) -> LabelList:
+        return self.dl.dataset
+
+
+class DataBunch:
+    """Training, validation (and test) DataLoaders plus what the model needs to know about the data."""
+
+    def __init__(self, train_ds: LabelList, valid_ds: LabelList, test_ds: LabelList | None = None, bs: int = 64,
+                 val_bs: int | None = None, num_workers: int | None = None, device: torch.device | None = None,
+                 path: str | Path = "."):
+        if 0 < len(train_ds) < bs:
+            raise ValueError(f"The training set has {len(train_ds)} items, fewer than one batch (bs={bs}); "
+                             "lower `bs` so that at least one full batch fits.")
+        self.train_ds, self.valid_ds, self.test_ds = train_ds, valid_ds, test_ds
+        self.bs, self.val_bs = bs, val_bs or bs
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.device = device or default_device()
+        self.path = Path(path)
+        self.norm: Normalize | None = None
+        self.train_dl = self._loader(train_ds, bs, shuffle=True)
+        self.valid_dl = self._loader(valid_ds, self.val_bs, shuffle=False)
+        self.test_dl = self._loader(test_ds, self.val_bs, shuffle=False) if test_ds is not None else None
+
+    def _loader(self, ds: LabelList, bs: int, shuffle: bool) -> DeviceDataLoader:
+        shuffle = shuffle and len(ds) > 0
+        dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
+                        persistent_workers=self.num_workers > 0 and len(ds) > 0,
+                        pin_memory=self.device.type == "cuda")
+        return DeviceDataLoader(dl, self)
+
+    def __repr__(self) -> str:
+        return (f"DataBunch;\n\nTrain: {self.train_ds!r};\n\nValid: {self.valid_ds!r};\n\n"
+                f"Test: {self.test_ds!r}")
+
+    def process_batch(self, x: torch.Tensor, y: torch.Tensor):
+        """Move a collated batch to the device and normalise x."""
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        return (self.norm.encode(x) if self.norm is not None else x), y
+
+    def normalize(self, stats: tuple | None = None) -> "DataBunch":
+        """Normalise inputs per channel with `stats` = (mean, std), or with one training batch's statistics."""
+        if self.norm is not None:
+            raise RuntimeError("This DataBunch is already normalised; call normalize() once.")
+        if stats is None:
+            x, _ = next(iter(self.train_dl))
+            dims = [0] + list(range(2, x.dim()))
+            stats = (x.mean(dims).tolist(), x.std(dims).tolist())
+        self.norm = Normalize(*stats)
+        return self
+
+    def dl(self, ds_type: str = "valid") -> DeviceDataLoader:
+        """The loader for 'train', 'valid' or 'test'."""
+        if ds_type not in ("train", "valid", "test"):
+            raise ValueError(f"ds_type must be 'train', 'valid' or 'test', not {ds_type!r}.")
+        dl = getattr(self, f"{ds_type}_dl")
+        if dl is None:
+            raise ValueError("This DataBunch has no test set; add one with `.add_test(items)` before `.databunch()`.")
+        return dl
+
+    def one_batch(self, ds_type: str = "train", denorm: bool = False):
+        """One (x, y) batch; `denorm=True` undoes the normalisation for display."""
+        x, y = next(iter(self.dl(ds_type)))
+        return (self.denorm(x) if denorm else x), y
+
+    def denorm(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo `normalize` on a batch of inputs."""
+        return self.norm.decode(x) if self.norm is not None else x
+
+    def show_batch(self, rows: int = 3, ds_type: str = "train", **kwargs) -> None:
+        """Show a grid of inputs with their labels (how depends on the item type)."""
+        x, y = self.one_batch(ds_type, denorm=True)
+        self.train_ds.x.show_xys(x.cpu(), y.cpu(), self.train_ds.y, rows=rows, **kwargs)
+
+    def one_item(self, item) -> torch.Tensor:
+        """One raw item (e.g. an image path) as a normalised batch of one, with the validation transforms."""
+        ds = self.valid_ds
+        x, _ = ds.x.apply_tfms(ds.x.open_item(item), None, ds.y, ds.tfms, **{**ds.tfm_kwargs, "tfm_y": False})
+        return self.process_batch(x[None], torch.zeros(1))[0]
+
+    def augmented_dl(self, ds_type: str = "valid") -> DeviceDataLoader:
+        """A loader over a set, in order, but with the training augmentations (for TTA)."""
+        ds = copy.copy(self.dl(ds_type).dataset)
+        ds.tfms, ds.tfm_kwargs = self.train_ds.tfms, {**ds.tfm_kwargs, "train": True}
+        return self._loader(ds, self.val_bs, shuffle=False)
+
+    def export_state(self) -> dict:
+        """Plain values describing how to turn a raw item into a model input and decode the output."""
+        tfms = self.valid_ds.tfms, self.train_ds.tfms
+        return {"x_cls": type(self.train_ds.x).__name__, "y_cls": type(self.train_ds.y).__name__,
+                "y_state": self.train_ds.y.state(),
+                "tfms": [None if t is None else t.state() for t in tfms],
+                "tfm_kwargs": {k: v for k, v in self.valid_ds.tfm_kwargs.items() if k != "train"},
+                "norm": None if self.norm is None else self.norm.state()}
+
+    @classmethod
+    def from_state(cls, state: dict, path: Path, device: torch.device | None = None) -> "DataBunch":
+        """An empty DataBunch (inference only) rebuilt from `export_state`."""
+        x_cls, y_cls = _subclass(ItemList, state["x_cls"]), _subclass(TargetList, state["y_cls"])
+        y = y_cls.from_state(state["y_state"], path)
+        sets = []
+        for train, tfm in zip((False, True), state["tfms"]):
+            ds = LabelList(x_cls([], path), y)
+            ds.tfms = None if tfm is None else x_cls.tfms_from_state(tfm)
+            ds.tfm_kwargs = {**state["tfm_kwargs"], "train": train}
+            sets.append(ds)
+        data = cls(sets[1], sets[0], bs=1, num_workers=0, device=device, path=path)
+        if state["norm"] is not None:
+            data.norm = Normalize(state["norm"]["mean"], state["norm"]["std"])
+        return data
+
+    @property
+    def classes(self):
+        return self.train_ds.classes
+
+    @property
+    def c(self) -> int:
+        return self.train_ds.y.c
+
+    @property
+    def loss_func(self) -> nn.Module:
+        return self.train_ds.y.loss_func()

@@ -1,0 +1,125 @@
+"""Models for vision: `cnn_learner` = a pretrained torchvision body + the lesson's head, in 3 layer groups."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision import models  # noqa: F401  (re-exported: `models.resnet34`, as in the lesson)
+
+from ..data_block import DataBunch
+from ..learner import Learner
+
+__all__ = ["cnn_learner", "create_body", "create_head", "cnn_model", "AdaptiveConcatPool2d", "models"]
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    """Adaptive max pooling and average pooling side by side: twice the features of either alone."""
+
+    def __init__(self, size: int = 1):
+        super().__init__()
+        self.max, self.avg = nn.AdaptiveMaxPool2d(size), nn.AdaptiveAvgPool2d(size)
+
+    def forward(self, x):
+        return torch.cat([self.max(x), self.avg(x)], dim=1)
+
+
+def _weights(arch_name: str, pretrained: bool):
+    if not pretrained:
+        return None
+    return torchvision.models.get_model_weights(arch_name).DEFAULT
+
+
+def load_arch(arch_name: str, pretrained: bool) -> nn.Module:
+    """A torchvision model by name, with its ImageNet weights if `pretrained` (downloaded once, then cached
+    in torch's hub folder, `$TORCH_HOME/hub/checkpoints`)."""
+    weights = _weights(arch_name, pretrained)
+    try:
+        return torchvision.models.get_model(arch_name, weights=weights)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad download a RuntimeError
+        if weights is None:
+            raise
+        cache = torch.hub.get_dir() + "/checkpoints"
+        raise RuntimeError(
+            f"Could not get the pretrained ImageNet weights for {arch_name} from {weights.url} ({e}).\n"
+            f"Either connect to the internet and run again, or download that file by hand into {cache}/, "
+            "or pass pretrained=False to train from scratch.") from e
+
+
+def _cut_index(model: nn.Module) -> int:
+    """Where the classifier starts: the last adaptive pooling child (ResNets: avgpool, index -2)."""
+    children = list(model.children())
+    for i in range(len(children) - 1, -1, -1):
+        if isinstance(children[i], (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            return i
+    raise ValueError(f"Can't tell where the classifier of {type(model).__name__} starts; pass `cut=`.")
+
+
+def create_body(model: nn.Module, cut: int | None = None) -> nn.Sequential:
+    """The convolutional part of a torchvision classifier (everything before its pooling and linear layer)."""
+    if cut is None and hasattr(model, "features") and not any(
+            isinstance(c, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for c in model.children()):
+        return nn.Sequential(*model.features.children())  # densenet, mobilenet: no pooling child
+    children = list(model.children())[: _cut_index(model) if cut is None else cut]
+    if len(children) == 1 and isinstance(children[0], nn.Sequential):
+        children = list(children[0].children())  # vgg, efficientnet: one `features` block
+    return nn.Sequential(*children)
+
+
+def create_head(nf: int, n_out: int, lin_ftrs: int = 512, ps: float = 0.5, bn_final: bool = False) -> nn.Sequential:
+    """Lesson 3's head: concat pooling -> BN -> dropout(ps/2) -> linear -> ReLU -> BN -> dropout(ps) -> linear."""
+    layers = [AdaptiveConcatPool2d(), nn.Flatten(),
+              nn.BatchNorm1d(2 * nf), nn.Dropout(ps / 2), nn.Linear(2 * nf, lin_ftrs), nn.ReLU(inplace=True),
+              nn.BatchNorm1d(lin_ftrs), nn.Dropout(ps), nn.Linear(lin_ftrs, n_out)]
+    if bn_final:
+        layers.append(nn.BatchNorm1d(n_out, momentum=0.01))
+    head = nn.Sequential(*layers)
+    for m in head.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+    return head
+
+
+def num_features(body: nn.Module) -> int:
+    """Channels coming out of `body` (found with a small dummy forward pass)."""
+    was_training = body.training
+    body.eval()
+    with torch.no_grad():
+        nf = body(torch.zeros(1, 3, 64, 64)).shape[1]
+    body.train(was_training)
+    return nf
+
+
+def cnn_model(spec: dict) -> nn.Sequential:
+    """Body + head from a spec (arch name, outputs, head settings); what `load_learner` rebuilds."""
+    body = create_body(load_arch(spec["arch"], spec.get("pretrained", False)), spec.get("cut"))
+    head = create_head(num_features(body), spec["n_out"], spec["lin_ftrs"], spec["ps"], spec["bn_final"])
+    return nn.Sequential(body, head)
+
+
+def layer_groups(model: nn.Sequential) -> list[nn.Module]:
+    """Three groups as in the lesson: the first 3/4 of the body (ResNet: conv1..layer2), the rest of the body
+    (layer3, layer4), and the head. Discriminative learning rates and freezing work on these."""
+    body, head = model[0], model[1]
+    k = round(len(body) * 3 / 4)
+    return [body[:k], body[k:], head]
+
+
+def cnn_learner(data: DataBunch, arch: Callable | str, pretrained: bool = True, metrics=None, cut: int | None = None,
+                lin_ftrs: int = 512, ps: float = 0.5, bn_final: bool = False, **kwargs) -> Learner:
+    """A Learner for `data` with a torchvision `arch` (e.g. `models.resnet34`) as body and a new head.
+
+    With `pretrained=True` the body starts from ImageNet weights and is frozen (only the head trains)
+    until `learn.unfreeze()`."""
+    name = arch if isinstance(arch, str) else arch.__name__
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"{name!r} is not a torchvision classification model; try models.resnet34.")
+    spec = {"builder": "course_utils.vision.models:cnn_model", "arch": name, "n_out": data.c, "cut": cut,
+            "lin_ftrs": lin_ftrs, "ps": ps, "bn_final": bn_final}
+    model = cnn_model({**spec, "pretrained": pretrained})
+    learn = Learner(data, model, metrics=metrics, layer_groups=layer_groups(model), model_spec=spec, **kwargs)
+    if pretrained:
+        learn.freeze()
+    return learn

@@ -1,0 +1,229 @@
+"""Data augmentation with lesson 3's semantics (`get_transforms`), and resizing.
+
+Every geometric step (crop/resize window, dihedral flip, rotation, zoom, perspective warp)
+is one 3x3 matrix in normalised coordinates, so a random draw composes into a single
+matrix and the image is resampled once. The same `TransformPlan` moves a mask (nearest
+neighbour, no lighting) and points, so targets always follow their pixels.
+
+Coordinates: normalised x (columns) and y (rows) run from -1 to 1 across the pixel *edges*
+(`align_corners=False`, the convention PIL uses when resizing), so resizing, flipping and
+cropping map pixel centres exactly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = ["get_transforms", "ImageTransforms", "TransformPlan", "ResizeMethod", "sample_plan", "dihedral_matrix"]
+
+
+class ResizeMethod:
+    """How an image reaches the target size (the lesson's semantics)."""
+    CROP = "crop"      # scale to cover the target, then crop (random position on train, centre on valid)
+    PAD = "pad"        # scale to fit inside the target, then pad by reflection
+    SQUISH = "squish"  # resize straight to the target, changing the aspect ratio
+    NO = "no"          # keep the image size (all images must then have the same size)
+
+
+@dataclass(frozen=True)
+class ImageTransforms:
+    """Random augmentation settings for one set; all zeros means no augmentation (validation)."""
+    do_flip: bool = False
+    flip_vert: bool = False
+    max_rotate: float = 0.0
+    max_zoom: float = 1.0
+    max_lighting: float = 0.0
+    max_warp: float = 0.0
+    p_affine: float = 0.0
+    p_lighting: float = 0.0
+
+    @property
+    def is_random(self) -> bool:
+        return self != ImageTransforms()
+
+    def state(self) -> dict:
+        """Plain values, for export."""
+        return asdict(self)
+
+
+def get_transforms(do_flip: bool = True, flip_vert: bool = False, max_rotate: float = 10.0, max_zoom: float = 1.1,
+                   max_lighting: float = 0.2, max_warp: float = 0.2, p_affine: float = 0.75,
+                   p_lighting: float = 0.75) -> tuple[ImageTransforms, ImageTransforms]:
+    """(train, valid) transforms as in lesson 3: random flips (all 8 dihedral symmetries if `flip_vert`),
+    rotation, zoom, lighting and warp for training; nothing random for validation."""
+    train = ImageTransforms(do_flip, flip_vert, max_rotate, max_zoom, max_lighting, max_warp, p_affine, p_lighting)
+    return train, ImageTransforms()
+
+
+# --- elementary matrices (normalised x, y, homogeneous) ---------------------------------
+def dihedral_matrix(k: int) -> np.ndarray:
+    """One of the 8 symmetries of a square: bit 0 flips x, bit 1 flips y, bit 2 swaps x and y."""
+    m = np.diag([-1.0 if k & 1 else 1.0, -1.0 if k & 2 else 1.0, 1.0])
+    if k & 4:
+        m = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]]) @ m
+    return m
+
+
+def rotation_matrix(degrees: float, out_size: tuple[int, int]) -> np.ndarray:
+    """Rotation about the centre, in pixel units so non-square images are not sheared."""
+    th, tw = out_size
+    to_px = np.diag([tw / 2, th / 2, 1.0])
+    a = math.radians(degrees)
+    rot = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    return np.linalg.inv(to_px) @ rot @ to_px
+
+
+def zoom_matrix(scale: float, cx: float, cy: float) -> np.ndarray:
+    """Zoom in by `scale` on the point (cx, cy)."""
+    return np.array([[1 / scale, 0, cx], [0, 1 / scale, cy], [0, 0, 1]])
+
+
+def warp_matrix(mx: float, my: float) -> np.ndarray:
+    """A perspective tilt: the homography that moves the corners by the magnitudes mx (left/right) and my (top/bottom)."""
+    src = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+    dst = [(x * (1 + my * y), y * (1 + mx * x)) for x, y in src]
+    a, b = [], []
+    for (x, y), (u, v) in zip(src, dst):
+        a += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        b += [u, v]
+    h = np.linalg.solve(np.array(a, dtype=float), np.array(b, dtype=float))
+    return np.append(h, 1.0).reshape(3, 3)
+
+
+# --- a sampled transform -----------------------------------------------------------------
+@dataclass
+class TransformPlan:
+    """One draw of the random transforms for one item, applicable to its image, mask and points alike.
+
+    `resized` is the size (h, w) the decoded image is first resized to (cheap, antialiased, by PIL);
+    `offset` is where the `out_size` window sits in it; `aug` maps output to window coordinates."""
+    src_size: tuple[int, int]
+    resized: tuple[int, int]
+    out_size: tuple[int, int]
+    offset: tuple[int, int]
+    aug: np.ndarray
+    brightness: float | None = None
+    contrast: float | None = None
+
+    @property
+    def crop_only(self) -> bool:
+        """True when the window lies inside the image and nothing else moves: a plain slice suffices."""
+        (h, w), (th, tw), (oy, ox) = self.resized, self.out_size, self.offset
+        return np.allclose(self.aug, np.eye(3)) and 0 <= oy <= h - th and 0 <= ox <= w - tw
+
+    def matrix(self) -> np.ndarray:
+        """Output coordinates -> input coordinates, one 3x3 matrix (all the geometry composed)."""
+        (h, w), (th, tw), (oy, ox) = self.resized, self.out_size, self.offset
+        window = np.array([[tw / w, 0, (tw + 2 * ox) / w - 1], [0, th / h, (th + 2 * oy) / h - 1], [0, 0, 1]])
+        return window @ self.aug
+
+    def resize(self, img: Image.Image, resample=Image.Resampling.BILINEAR) -> Image.Image:
+        """Resize a decoded PIL image to `resized` (antialiased when shrinking)."""
+        h, w = self.resized
+        return img if img.size == (w, h) else img.resize((w, h), resample)
+
+    def apply_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Transform a float image (C, h, w) in [0, 1]: geometry with one bilinear resample, then lighting."""
+        x = self._geometry(x, "bilinear")
+        if self.brightness is not None or self.contrast is not None:
+            logit = torch.logit(x.clamp(1e-4, 1 - 1e-4))  # lighting works in logit space, as in the lesson
+            if self.contrast is not None:
+                logit = logit * self.contrast
+            if self.brightness is not None:
+                logit = logit + math.log(self.brightness / (1 - self.brightness))
+            x = torch.sigmoid(logit)
+        return x
+
+    def apply_mask(self, m: torch.Tensor) -> torch.Tensor:
+        """Transform an integer mask (1, h, w) with nearest-neighbour sampling: no invented class ids."""
+        if self.crop_only:
+            return self._crop(m)
+        return self._geometry(m.float(), "nearest").round().to(m.dtype)
+
+    def apply_points(self, pts: torch.Tensor) -> torch.Tensor:
+        """Move points (n, 2) given as (row, col) pixels of the source image to (row, col) pixels of the output."""
+        sh, sw = self.src_size
+        th, tw = self.out_size
+        x = (2 * pts[:, 1].double() + 1) / sw - 1
+        y = (2 * pts[:, 0].double() + 1) / sh - 1
+        q = torch.stack([x, y, torch.ones_like(x)], dim=1) @ torch.from_numpy(np.linalg.inv(self.matrix())).T
+        q = q[:, :2] / q[:, 2:]
+        return torch.stack([((q[:, 1] + 1) * th - 1) / 2, ((q[:, 0] + 1) * tw - 1) / 2], dim=1).float()
+
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        (th, tw), (oy, ox) = self.out_size, self.offset
+        return x[:, oy:oy + th, ox:ox + tw]
+
+    def _geometry(self, x: torch.Tensor, mode: str) -> torch.Tensor:
+        if self.crop_only:
+            return self._crop(x)
+        th, tw = self.out_size
+        ys = (torch.arange(th, dtype=torch.float64) * 2 + 1) / th - 1
+        xs = (torch.arange(tw, dtype=torch.float64) * 2 + 1) / tw - 1
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1) @ torch.from_numpy(self.matrix()).T
+        grid = (pts[..., :2] / pts[..., 2:]).to(x.dtype)
+        return F.grid_sample(x[None], grid[None], mode=mode, padding_mode="reflection", align_corners=False)[0]
+
+
+def _target_size(size, src_size: tuple[int, int]) -> tuple[tuple[int, int], str]:
+    """(th, tw) and the default resize method: a tuple/list squishes, an int crops to a square."""
+    if size is None:
+        return src_size, ResizeMethod.NO
+    if isinstance(size, (tuple, list)):
+        return (int(size[0]), int(size[1])), ResizeMethod.SQUISH
+    return (int(size), int(size)), ResizeMethod.CROP
+
+
+def sample_plan(tfms: ImageTransforms | None, src_size: tuple[int, int], size=None, resize_method: str | None = None,
+                train: bool = True, rng: np.random.Generator | None = None) -> TransformPlan:
+    """Draw one random transform for an image of `src_size` (h, w) producing `size`.
+
+    Random crop positions and augmentations only apply when `train` and `tfms` are given."""
+    rng = rng or np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))  # torch seeds each worker
+    (th, tw), default_method = _target_size(size, src_size)
+    method = resize_method or default_method
+    h, w = src_size
+    if method in (ResizeMethod.CROP, ResizeMethod.PAD):
+        ratio = (min if method == ResizeMethod.CROP else max)(h / th, w / tw)
+        resized = (max(1, round(h / ratio)), max(1, round(w / ratio)))
+    elif method == ResizeMethod.SQUISH:
+        resized = (th, tw)
+    else:
+        resized = (th, tw) = src_size
+    random = train and tfms is not None and tfms.is_random
+    fy, fx = (rng.random(), rng.random()) if random and method == ResizeMethod.CROP else (0.5, 0.5)
+    offset = (round(fy * (resized[0] - th)), round(fx * (resized[1] - tw)))
+    plan = TransformPlan(src_size, resized, (th, tw), offset, np.eye(3))
+    if random:
+        _sample_augmentation(plan, tfms, rng)
+    return plan
+
+
+def _sample_augmentation(plan: TransformPlan, t: ImageTransforms, rng: np.random.Generator) -> None:
+    """Fill `plan` with one random draw of `t` (each affine step with probability p_affine)."""
+    m = np.eye(3)
+    if t.max_warp and rng.random() < t.p_affine:
+        m = warp_matrix(*rng.uniform(-t.max_warp, t.max_warp, size=2))
+    if t.flip_vert:
+        m = dihedral_matrix(int(rng.integers(8))) @ m
+    elif t.do_flip and rng.random() < 0.5:
+        m = dihedral_matrix(1) @ m
+    if t.max_rotate and rng.random() < t.p_affine:
+        m = rotation_matrix(rng.uniform(-t.max_rotate, t.max_rotate), plan.out_size) @ m
+    if t.max_zoom > 1 and rng.random() < t.p_affine:
+        scale = rng.uniform(1, t.max_zoom)
+        cx, cy = rng.uniform(-1, 1, size=2) * (1 - 1 / scale)
+        m = zoom_matrix(scale, cx, cy) @ m
+    plan.aug = m
+    if t.max_lighting:
+        lo = t.max_lighting
+        if rng.random() < t.p_lighting:
+            plan.brightness = rng.uniform(0.5 * (1 - lo), 0.5 * (1 + lo))
+        if rng.random() < t.p_lighting:
+            plan.contrast = math.exp(rng.uniform(math.log(1 - lo), -math.log(1 - lo)))
