@@ -388,7 +388,7 @@ class TargetList(ItemList):
     @classmethod
     def from_state(cls, state: dict, path: Path) -> "TargetList":
         """An empty target list that decodes like the exported one."""
-        return cls([], path, **state)
+        return cls([], path=path, **state)
 
     def transform_target(self, y, plan):
         """Move the target with an image transform (`tfm_y=True`): masks and points override this."""
@@ -698,10 +698,12 @@ class DataBunch:
         x, _ = ds.x.apply_tfms(ds.x.open_item(item), None, ds.y, ds.tfms, **{**ds.tfm_kwargs, "tfm_y": False})
         return self.process_batch(x[None], torch.zeros(1))[0]
 
-    def augmented_dl(self, ds_type: str = "valid") -> DeviceDataLoader:
-        """A loader over a set, in order, but with the training augmentations (for TTA)."""
-        ds = copy.copy(self.dl(ds_type).dataset)
-        ds.tfms, ds.tfm_kwargs = self.train_ds.tfms, {**ds.tfm_kwargs, "train": True}
+    def ordered_dl(self, ds_type: str = "valid", augment: bool = False) -> DeviceDataLoader:
+        """A loader over a whole set, in order (nothing dropped); `augment` uses the training augmentations (TTA)."""
+        ds = self.dl(ds_type).dataset
+        if augment:
+            ds = copy.copy(ds)
+            ds.tfms, ds.tfm_kwargs = self.train_ds.tfms, {**ds.tfm_kwargs, "train": True}
         return self._loader(ds, self.val_bs, shuffle=False)
 
     def export_state(self) -> dict:

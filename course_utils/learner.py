@@ -134,6 +134,8 @@ class Learner:
             for self.epoch in range(epochs):
                 self._event("before_epoch")
                 self._run_epoch(train=True)
+                if self._event("before_validate"):
+                    continue  # a callback (the LR finder) asked to skip validation and the epoch's results
                 self.epoch_result = self._validate()
                 self._event("after_epoch")
         except CancelFit:
@@ -249,7 +251,7 @@ class Learner:
     # --- predictions ------------------------------------------------------------------------------
     def get_preds(self, ds_type: str = "valid", activ: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(predictions, targets) for a whole set, in the set's order; `activ` applies softmax/sigmoid."""
-        return self._preds(self.data.dl(ds_type), activ)
+        return self._preds(self.data.ordered_dl(ds_type), activ)
 
     def _preds(self, dl, activ: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
@@ -265,7 +267,7 @@ class Learner:
         """Test-time augmentation: beta * plain predictions + (1 - beta) * the mean over `n` passes
         with the training augmentations."""
         preds, targs = self.get_preds(ds_type)
-        aug_dl = self.data.augmented_dl(ds_type)
+        aug_dl = self.data.ordered_dl(ds_type, augment=True)
         aug = torch.stack([self._preds(aug_dl)[0] for _ in range(n)]).mean(0)
         return beta * preds + (1 - beta) * aug, targs
 
@@ -322,7 +324,12 @@ def _load_weights(model: nn.Module, state: dict, f: Path, strict: bool) -> None:
     except RuntimeError as e:
         raise RuntimeError(f"The weights in {f} do not fit this model: it was saved from a model with another "
                            "architecture or another number of classes. Rebuild the learner as it was when "
-                           f"you saved, or train afresh.\n(details: {str(e).splitlines()[0]})") from e
+                           f"you saved, or train afresh.\n(details: {_first_mismatch(e)})") from e
+
+
+def _first_mismatch(e: RuntimeError) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln), lines[0])
 
 
 def atomic_save(obj, f: Path) -> None:
@@ -334,10 +341,17 @@ def atomic_save(obj, f: Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the file the usual permissions
         os.replace(tmp, f)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.device | str | None = None) -> Learner:

@@ -33,7 +33,7 @@ class ImageList(ItemList):
 
     def open_item(self, item):
         """A path or a PIL image, as `get` returns it."""
-        return item if isinstance(item, Image.Image) else open_image(item)
+        return item.copy() if isinstance(item, Image.Image) else open_image(item)  # never touch the caller's image
 
     @staticmethod
     def tfms_from_state(state: dict) -> ImageTransforms:

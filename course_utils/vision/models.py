@@ -1,7 +1,9 @@
 """Models for vision: `cnn_learner` = a pretrained torchvision body + the lesson's head, in 3 layer groups."""
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -37,10 +39,15 @@ def load_arch(arch_name: str, pretrained: bool) -> nn.Module:
     weights = _weights(arch_name, pretrained)
     try:
         return torchvision.models.get_model(arch_name, weights=weights)
-    except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad download a RuntimeError
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # URLError is an OSError
         if weights is None:
             raise
         cache = torch.hub.get_dir() + "/checkpoints"
+        cached = Path(cache) / Path(weights.url).name
+        if cached.is_file():
+            raise RuntimeError(
+                f"The cached ImageNet weights for {arch_name}, {cached}, are corrupt or incomplete ({e}). "
+                "Delete that file and run again to download it afresh, or pass pretrained=False.") from e
         raise RuntimeError(
             f"Could not get the pretrained ImageNet weights for {arch_name} from {weights.url} ({e}).\n"
             f"Either connect to the internet and run again, or download that file by hand into {cache}/, "

@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine:
+#   make lessons   install, then run every lesson notebook in tiny mode (executed copies in executed/)
+#   make test      install, then the unit tests and every notebook under nbval
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install lessons test clean
+
+install: $(STAMP)
+
+# Re-install only when the pinned requirements or the package metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+lessons: $(STAMP)
+	$(PY) tools/run_lessons.py --out executed
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest tests nbs --nbval-lax --nbval-current-env
+
+clean:
+	rm -rf executed .pytest_cache

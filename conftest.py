@@ -1,0 +1,40 @@
+"""Checks on the notebooks that nbval runs: each tiny lesson must still *learn*.
+
+nbval (with --nbval-lax) only checks that every cell runs. Here, the cell tagged `final-metrics`
+(the last epoch's validation results) must also clear a floor well above the trivial baseline,
+so a change that silently stops training makes `make test` fail."""
+import ast
+
+import pytest
+
+# notebook -> metric -> (floor, trivial baseline it must clearly beat, for the message)
+LEARNING_FLOORS = {
+    "lesson3-planet.ipynb": {"fbeta": (0.72, 0.59)},  # baseline: predict the tag frequencies
+}
+
+
+def _final_results(outputs) -> dict:
+    for out in outputs or []:
+        text = out.get("data", {}).get("text/plain")
+        if text:
+            return ast.literal_eval(text)
+    return {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    cell = getattr(item, "cell", None)
+    if call.when != "call" or report.failed or cell is None:
+        return
+    floors = LEARNING_FLOORS.get(item.path.name)
+    if not floors or "final-metrics" not in cell.get("metadata", {}).get("tags", []):
+        return
+    results = _final_results(getattr(item, "test_outputs", None))
+    problems = [f"{name} = {results.get(name)} is below the floor {floor} (trivial baseline {base})"
+                for name, (floor, base) in floors.items()
+                if not isinstance(results.get(name), float) or results[name] < floor]
+    if problems:
+        report.outcome = "failed"
+        report.longrepr = f"{item.path.name} stopped learning: " + "; ".join(problems)
