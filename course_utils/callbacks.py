@@ -129,22 +129,27 @@ class Recorder(Callback):
         at = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
         ax.plot(lrs[at], losses[at], "ro", markersize=8, label=f"suggested {lr:.2e}")
         ax.legend()
-        print(f"Suggested learning rate: {lr:.2e} (a tenth of the rate with the lowest loss)")
+        print(f"Suggested learning rate: {lr:.2e} (a tenth of the rate where the loss starts to climb)")
         return lr
 
 
-def suggest_lr(lrs: list[float], losses: list[float]) -> float:
-    """A learning rate from an LR-finder curve: a tenth of the rate with the lowest smoothed loss.
+def suggest_lr(lrs: list[float], losses: list[float], rise: float = 0.1) -> float:
+    """A learning rate from an LR-finder curve: a tenth of the rate at the *edge*, past which the smoothed
+    loss stays more than `rise` (10%) above its minimum.
 
-    There the loss is still falling fast, yet safely before the rates where it bottoms out and explodes.
-    This is the rule the lesson's author states ("the minimum divided by 10", fastai v1's printed hint,
-    v2's `minimum` suggester); on our curves it lands within 2x of the fastest-falling point, and it is
-    less cautious than v2's `valley`, which on a model trained from scratch picks ~10x too low a rate."""
+    This is the lesson's rule of thumb ("about 10x before the loss gets worse") made mechanical. It works on
+    both shapes of curve a student meets: a long descent to a minimum (a fresh model; the pick lands on the
+    steep part just before the minimum) and a flat line that eventually rises (a trained model after
+    unfreezing or resizing; there the minimum is noise and "minimum / 10" would pick a uselessly small rate).
+    If the loss never rises, the largest rate tried is taken as the edge."""
     losses = np.asarray(losses, dtype=float)
     if len(losses) == 0:
         raise ValueError("The LR finder recorded no losses; run learn.lr_find() first.")
     finite = np.where(np.isfinite(losses), losses, np.inf)
-    return float(lrs[int(np.argmin(finite))] / 10)
+    best = int(np.argmin(finite))
+    limit = finite[best] + rise * abs(finite[best])
+    edge = int(np.flatnonzero(finite <= limit)[-1])  # the last point before the final climb: early noise is ignored
+    return float(lrs[edge] / 10)
 
 
 class OneCycleScheduler(Callback):

@@ -38,14 +38,16 @@ def default_device() -> torch.device:
 
 
 def default_num_workers() -> int:
-    """DataLoader worker processes: up to 4 of this process's cores on Linux, 0 elsewhere.
+    """DataLoader worker processes: none when the model trains on the CPU, up to 8 beside a GPU.
 
-    Worker processes are started by fork on Linux; on macOS and Windows they are spawned,
-    which re-imports the notebook's code and is a common source of hangs for students.
+    On a CPU the model needs every core and image decoding is the smaller cost: measured on a 2-core
+    machine, an epoch of tiny Planet at 64 px took 3.9 s with 0 workers and 6.3 s with 2. Beside a GPU,
+    workers keep it fed. Off Linux, workers are spawned (re-importing the notebook's code), a common
+    source of hangs for students, so we use none there either.
     """
-    if not sys.platform.startswith("linux"):
+    if not (sys.platform.startswith("linux") and torch.cuda.is_available()):
         return 0
-    return min(4, len(os.sched_getaffinity(0)))
+    return min(8, len(os.sched_getaffinity(0)))
 
 
 def seed_everything(seed: int = 42) -> None:

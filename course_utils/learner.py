@@ -150,9 +150,14 @@ class Learner:
         sched = OneCycleScheduler(self.lr_range(max_lr), moms, div_factor, pct_start, final_div)
         self.fit(cyc_len, max_lr, wd=wd, callbacks=[sched])
 
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True) -> None:
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int | None = None,
+                stop_div: bool = True) -> None:
         """Train briefly with an exponentially growing learning rate, recording the loss, then restore the
-        weights and optimizer. Look at the curve with `learn.recorder.plot(suggestion=True)`."""
+        weights and optimizer. Look at the curve with `learn.recorder.plot(suggestion=True)`.
+
+        `num_it` defaults to the lesson's 100 batches, but at most 5 epochs: on a small dataset more
+        would mostly re-train on the same images (and take time) without sharpening the curve."""
+        num_it = num_it or min(100, 5 * len(self.data.train_dl))
         model_state = copy.deepcopy(self.model.state_dict())
         opt_state = copy.deepcopy(self.opt.state_dict())
         epochs = math.ceil(num_it / max(1, len(self.data.train_dl)))
