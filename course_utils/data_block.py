@@ -149,6 +149,10 @@ class ItemList:
         """Transforms rebuilt from their exported plain values."""
         return None
 
+    def show_results(self, xs, ys, preds, y_list: "TargetList", rows: int = 3, **kwargs) -> None:
+        """Draw inputs, targets and predictions (subclasses know how)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot show results.")
+
     def show_xys(self, xs, ys, y_list: "TargetList", rows: int = 3, **kwargs) -> None:
         """Draw a batch (subclasses know how)."""
         raise NotImplementedError(f"{type(self).__name__} cannot show batches.")

@@ -24,6 +24,11 @@ DATASETS = {
                 "then extract both into {dest} (py7zr for the .7z, then tar) so that {dest}/train_v2.csv "
                 "and {dest}/train-jpg/ exist."),
     },
+    # Tiny copies only so far; their full-size entries (url, checksum, format) belong to the registry.
+    "camvid": {"tiny": "camvid_tiny", "full": "camvid", "expect": ["images", "labels", "codes.txt"], "how": ""},
+    "biwi_head_pose": {"tiny": "biwi_head_pose_tiny", "full": "biwi_head_pose", "expect": ["01"], "how": ""},
+    "imdb": {"tiny": "imdb_tiny", "full": "imdb", "expect": ["train", "test"], "how": ""},
+    "imdb_sample": {"tiny": "imdb_tiny", "full": "imdb_sample", "expect": ["texts.csv"], "how": ""},
 }
 
 

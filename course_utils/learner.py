@@ -276,6 +276,15 @@ class Learner:
         aug = torch.stack([self._preds(aug_dl)[0] for _ in range(n)]).mean(0)
         return beta * preds + (1 - beta) * aug, targs
 
+    def show_results(self, ds_type: str = "valid", rows: int = 3, **kwargs) -> None:
+        """Inputs of one batch beside their targets and the model's predictions (how: the item type decides)."""
+        xb, yb = next(iter(self.data.ordered_dl(ds_type)))
+        self.model.eval()
+        with torch.no_grad():
+            preds = self.data.train_ds.y.activation(self._forward(xb).cpu())
+        self.data.train_ds.x.show_results(self.data.denorm(xb).cpu(), yb.cpu(), preds, self.data.train_ds.y,
+                                          rows=rows, **kwargs)
+
     def predict(self, item, **kwargs):
         """Predict one item (an image path or PIL image): (decoded label, target-like tensor, probabilities).
 

@@ -52,6 +52,15 @@ class ImageList(ItemList):
             y = y_list.transform_target(y, plan)
         return x, y
 
+    def show_results(self, xs: torch.Tensor, ys: torch.Tensor, preds: torch.Tensor, y_list: TargetList,
+                     rows: int = 3, figsize: tuple | None = None, **kwargs) -> None:
+        """Images titled with their true label and the prediction (one row per image)."""
+        n = min(len(xs), rows)
+        fig, axes = plt.subplots(n, 1, figsize=figsize or (3.2, 3.2 * n), squeeze=False)
+        for i in range(n):
+            show_image(xs[i], ax=axes[i, 0], title=f"true: {y_list.label_str(ys[i])}\npred: {y_list.label_str(preds[i])}")
+        fig.tight_layout()
+
     def show_xys(self, xs: torch.Tensor, ys: torch.Tensor, y_list: TargetList, rows: int = 3,
                  figsize: tuple | None = None, **kwargs) -> None:
         """A rows x rows grid of images titled with their labels."""
