@@ -144,6 +144,11 @@ class ItemList:
         """A raw item given by the user (to `predict`) in the form `get` returns."""
         return item
 
+    def item_context(self, item, tfms=None, **tfm_kwargs) -> dict:
+        """What decoding a prediction for the raw `item` needs to know about it, as keyword arguments for
+        `predict_result` (nothing, except for points, which map back onto the item's own image)."""
+        return {}
+
     @staticmethod
     def tfms_from_state(state: dict):
         """Transforms rebuilt from their exported plain values."""
@@ -457,9 +462,13 @@ class CategoryList(TargetList):
 
 
 class MultiCategoryList(CategoryList):
-    """Several classes per item (Planet's tags): targets are multi-hot, the loss is BCE with logits."""
+    """Several classes per item (Planet's tags): targets are multi-hot, the loss is BCE with logits.
 
-    thresh = 0.5
+    `thresh` (one value, or one per class) decides which tags `predict` reports; it is exported."""
+
+    def __init__(self, items, classes: Sequence, path=".", thresh: float | Sequence[float] = 0.5):
+        super().__init__(items, classes, path)
+        self.thresh = thresh
 
     @classmethod
     def from_labels(cls, labels, x, classes=None, **kwargs):
@@ -489,17 +498,21 @@ class MultiCategoryList(CategoryList):
     def activation(self, out):
         return out.sigmoid()
 
-    def decode(self, pred, thresh: float | None = None, **kwargs):
+    def decode(self, pred, thresh=None, **kwargs):
         """The tags whose probability (or target) is above `thresh` (default `self.thresh`)."""
-        thresh = self.thresh if thresh is None else thresh
+        thresh = torch.as_tensor(self.thresh if thresh is None else thresh, dtype=pred.dtype)
         return [self.classes[i] for i in torch.nonzero(pred > thresh).flatten().tolist()]
 
     def label_str(self, y):
         return ";".join(self.decode(y))
 
-    def predict_result(self, probs, thresh: float | None = None, **kwargs):
-        thresh = self.thresh if thresh is None else thresh
+    def predict_result(self, probs, thresh=None, **kwargs):
+        thresh = torch.as_tensor(self.thresh if thresh is None else thresh, dtype=probs.dtype)
         return self.decode(probs, thresh=thresh), (probs > thresh).float(), probs
+
+    def state(self):
+        thresh = self.thresh.tolist() if isinstance(self.thresh, torch.Tensor) else self.thresh
+        return {"classes": self.classes, "thresh": thresh}
 
     def __repr__(self):
         return f"MultiCategoryList ({len(self)} items, {len(self.classes)} classes)"
@@ -701,6 +714,18 @@ class DataBunch:
         ds = self.valid_ds
         x, _ = ds.x.apply_tfms(ds.x.open_item(item), None, ds.y, ds.tfms, **{**ds.tfm_kwargs, "tfm_y": False})
         return self.process_batch(x[None], torch.zeros(1))[0]
+
+    def item_context(self, item) -> dict:
+        """How the validation transforms treat one raw item, to decode its prediction (`ItemList.item_context`)."""
+        ds = self.valid_ds
+        return ds.x.item_context(item, ds.tfms, **ds.tfm_kwargs)
+
+    def items_dl(self, items: Iterable) -> DeviceDataLoader:
+        """A loader over new, unlabelled items (e.g. a test folder), in order, with the validation transforms."""
+        x = self.train_ds.x.new(items)
+        ds = LabelList(x, EmptyLabelList.like_targets(self.train_ds.y, len(x)))
+        ds.tfms, ds.tfm_kwargs = self.valid_ds.tfms, {**self.valid_ds.tfm_kwargs, "tfm_y": False}
+        return self._loader(ds, self.val_bs, shuffle=False)
 
     def ordered_dl(self, ds_type: str = "valid", augment: bool = False) -> DeviceDataLoader:
         """A loader over a whole set, in order (nothing dropped); `augment` uses the training augmentations (TTA)."""
