@@ -10,6 +10,13 @@ import pytest
 # notebook -> metric -> (floor, trivial baseline it must clearly beat, for the message)
 LEARNING_FLOORS = {
     "lesson3-planet.ipynb": {"fbeta": (0.72, 0.59)},  # baseline: predict the tag frequencies
+    "lesson3-imdb.ipynb": {"accuracy": (0.70, 0.50)},  # baseline: the majority class
+}
+
+# notebook -> tag of another checked cell -> metric -> (floor, trivial baseline), for lessons with two models
+TAGGED_FLOORS = {
+    # the language model's next-token accuracy; baseline: a unigram model (always the most common token)
+    "lesson3-imdb.ipynb": {"lm-final-metrics": {"accuracy": (0.30, 0.10)}},
 }
 
 
@@ -28,8 +35,11 @@ def pytest_runtest_makereport(item, call):
     cell = getattr(item, "cell", None)
     if call.when != "call" or report.failed or cell is None:
         return
-    floors = LEARNING_FLOORS.get(item.path.name)
-    if not floors or "final-metrics" not in cell.get("metadata", {}).get("tags", []):
+    tags = cell.get("metadata", {}).get("tags", [])
+    floors = dict(LEARNING_FLOORS.get(item.path.name, {})) if "final-metrics" in tags else {}
+    for tag in tags:
+        floors.update(TAGGED_FLOORS.get(item.path.name, {}).get(tag, {}))
+    if not floors:
         return
     results = _final_results(getattr(item, "test_outputs", None))
     problems = [f"{name} = {results.get(name)} is below the floor {floor} (trivial baseline {base})"

@@ -18,7 +18,7 @@ __all__ = ["MixedPrecision"]
 
 class MixedPrecision(Callback):
     """Run forward and loss under autocast in `dtype`; with float16, scale the loss and skip overflowing steps."""
-    order = 5
+    order = 50  # after callbacks that add to the loss (AR/TAR), so the scale applies to all of it
 
     def __init__(self, dtype: torch.dtype = torch.float16):
         self.dtype = dtype
@@ -32,7 +32,7 @@ class MixedPrecision(Callback):
 
     def before_backward(self):
         if self.scaler is not None:
-            self.learn.loss_to_backward = self.scaler.scale(self.learn.loss)
+            self.learn.loss_to_backward = self.scaler.scale(self.learn.loss_to_backward)  # after AR/TAR etc.
 
     def before_step(self):
         if self.scaler is None:

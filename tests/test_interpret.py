@@ -85,3 +85,4 @@ def test_submission_has_kaggle_columns_and_one_row_per_test_image(planet_learner
     assert written["image_name"].tolist() == ["test_0"] == df["image_name"].tolist()
     classes = set(planet_learner.data.classes)
     assert all(t in classes for t in written["tags"][0].split())
+

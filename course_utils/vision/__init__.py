@@ -1,8 +1,12 @@
 """Vision: image items, transforms and CNN learners (lesson 3's planet, camvid and head-pose)."""
-from .data import ImageList, imagenet_stats
+from .biwi import biwi_center
+from .data import ImageList, PointsItemList, imagenet_stats, show_points
+from .data import SegmentationItemList, open_mask, show_mask
 from .image import open_image, show_image
 from .models import cnn_learner, models
 from .transforms import ResizeMethod, get_transforms
+from .unet import unet_learner
 
 __all__ = ["ImageList", "imagenet_stats", "open_image", "show_image", "cnn_learner", "models",
-           "ResizeMethod", "get_transforms"]
+           "ResizeMethod", "get_transforms", "PointsItemList", "show_points", "biwi_center",
+           "SegmentationItemList", "open_mask", "show_mask", "unet_learner"]

@@ -1,0 +1,82 @@
+"""The course's command line, `python -m course_utils COMMAND`:
+
+    download NAME [--dest DIR]   download, verify and extract a dataset (or pretrained weights), once
+    datasets [--dest DIR]        list the datasets with their local status: absent, partial, complete
+    train --images DIR ...       train on your own images with the lesson's recipe, export the model
+    predict MODEL IMAGE...       labels and probabilities from an exported model
+
+Each command is a subparser registered by its own `_add_<command>` function.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .download import DATASETS, DatasetError, dataset_root, dataset_status, download_dataset
+from .kaggle import KaggleError
+from .train import add_predict_command, add_train_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors a student can act on are printed as one message, without a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (DatasetError, KaggleError, ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted. Run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subcommand per `_add_<command>`."""
+    parser = argparse.ArgumentParser(prog="python -m course_utils", description="Lesson 3 course helpers.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_download(commands)
+    _add_datasets(commands)
+    _add_train_and_predict(commands)
+    return parser
+
+
+def _add_train_and_predict(commands) -> None:
+    add_train_command(commands)
+    add_predict_command(commands)
+
+
+def _add_download(commands) -> None:
+    cmd = commands.add_parser("download", help="download, verify and extract a dataset (once)",
+                              description="Download, verify and extract a dataset or pretrained weights. "
+                              "Run it again after an interruption: it resumes.")
+    cmd.add_argument("name", choices=sorted(DATASETS), metavar="NAME", help=", ".join(sorted(DATASETS)))
+    cmd.add_argument("--dest", metavar="DIR",
+                     help="folder to install into (default: $COURSE_DATA, or $COURSE_MODELS for weights)")
+    cmd.set_defaults(run=_download)
+
+
+def _download(args) -> int:
+    path = download_dataset(args.name, args.dest)
+    print(f"{args.name} is ready in {path}")
+    return 0
+
+
+def _add_datasets(commands) -> None:
+    cmd = commands.add_parser("datasets", help="list the datasets and whether they are downloaded")
+    cmd.add_argument("--dest", metavar="DIR", help="folder to look in (default: as for download)")
+    cmd.set_defaults(run=_datasets)
+
+
+def _datasets(args) -> int:
+    print(f"{'name':<16} {'status':<9} folder")
+    for name, dataset in DATASETS.items():
+        root = Path(args.dest) if args.dest else dataset_root(name)
+        print(f"{name:<16} {dataset_status(name, root):<9} {root / dataset.folder}")
+        for line in [s.url for s in dataset.sources] + ([dataset.note] if dataset.note else []):
+            print(f"{'':<26} {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Train on your own images with lesson 3's recipe, from Python or the command line:
+
+    python -m course_utils train --images DIR (--csv FILE | --folders | --masks DIR) --out DIR
+    python -m course_utils predict MODEL IMAGE...
+
+The same code the lesson notebooks use (data block chain, cnn_learner/unet_learner, lr_find, fit_one_cycle),
+packaged as three steps: `own_data` (your layout -> labelled data), `own_learner` (model and metrics for its
+label type) and `train_recipe` (frozen, then unfrozen with discriminative learning rates).
+"""
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from .data_block import LabelLists, MultiCategoryList
+from .learner import Learner, load_learner
+from .metrics import accuracy, accuracy_thresh, fbeta, masked_accuracy
+from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
+from .vision.image import image_extensions
+
+__all__ = ["own_data", "own_learner", "train_recipe", "add_train_command", "add_predict_command"]
+
+
+def own_data(images: str | Path, csv: str | Path | None = None, masks: str | Path | None = None,
+             codes: str | Path | None = None, valid_pct: float = 0.2, seed: int = 42,
+             label_delim: str = " ") -> LabelLists:
+    """Your images, labelled by one of three layouts and split for validation:
+
+    * `csv`: a CSV whose first column names the image (with or without extension) and whose second holds
+      its labels separated by `label_delim` (multi-label, like Planet's train_v2.csv);
+    * neither: one sub-folder per class (single-label); `train/` and `valid/` top folders are used as the split;
+    * `masks`: a folder of class-index PNG masks named like the images (`<stem>.png` or `<stem>_P.png`),
+      with the class names one per line in `codes` (default: `codes.txt` beside the masks folder)."""
+    images = Path(images)
+    if csv is not None:
+        return _csv_data(images, Path(csv), valid_pct, seed, label_delim)
+    if masks is not None:
+        return _mask_data(images, Path(masks), codes, valid_pct, seed)
+    items = ImageList.from_folder(images)
+    tops = {p.relative_to(images).parts[0] for p in items.items}
+    split = items.split_by_folder() if {"train", "valid"} <= tops else items.split_by_rand_pct(valid_pct, seed=seed)
+    return split.label_from_folder()
+
+
+def _csv_data(images: Path, csv: Path, valid_pct: float, seed: int, label_delim: str) -> LabelLists:
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    if df.shape[1] < 2:
+        raise ValueError(f"{csv} needs two columns (image name, labels); it has {list(df.columns)}.")
+    suffix = "" if Path(df.iloc[0, 0]).suffix.lower() in image_extensions else _guess_suffix(images, df.iloc[0, 0])
+    return (ImageList.from_df(df, images, cols=0, suffix=suffix)
+            .split_by_rand_pct(valid_pct, seed=seed)
+            .label_from_df(cols=1, label_delim=label_delim))
+
+
+def _guess_suffix(images: Path, name: str) -> str:
+    """The extension of the file named `name` in `images` (CSV files often omit it, like Planet's)."""
+    for ext in image_extensions:
+        if (images / f"{name}{ext}").is_file():
+            return ext
+    raise FileNotFoundError(f"No image called {name} (with any of {', '.join(image_extensions)}) in {images}; "
+                            "the CSV's first column must name the images in that folder.")
+
+
+def _mask_data(images: Path, masks: Path, codes: str | Path | None, valid_pct: float, seed: int) -> LabelLists:
+    codes = Path(codes) if codes else masks.parent / "codes.txt"
+    if not codes.is_file():
+        raise FileNotFoundError(f"No class names file {codes}: write the class names one per line (line i = id i).")
+    classes = [ln.strip() for ln in codes.read_text().splitlines() if ln.strip()]
+
+    def mask_of(img: Path) -> Path:
+        for name in (f"{img.stem}.png", f"{img.stem}_P.png"):
+            if (masks / name).is_file():
+                return masks / name
+        raise FileNotFoundError(f"No mask for {img.name} in {masks} (looked for {img.stem}.png and {img.stem}_P.png).")
+
+    return (SegmentationItemList.from_folder(images)
+            .split_by_rand_pct(valid_pct, seed=seed)
+            .label_from_func(mask_of, classes=classes))
+
+
+def default_metrics(src: LabelLists) -> list:
+    """The lesson's metrics for the label type: thresholded accuracy and F2, accuracy, or pixel accuracy."""
+    y = src.train.y
+    if isinstance(y, MultiCategoryList):
+        return [partial(accuracy_thresh, thresh=0.2), partial(fbeta, thresh=0.2)]
+    if isinstance(src.train.x, SegmentationItemList):
+        return [partial(masked_accuracy, void_code=-1)]  # no void class: every pixel counts
+    return [accuracy]
+
+
+def own_learner(src: LabelLists, size: int = 128, bs: int = 32, arch: str = "resnet34", pretrained: bool = True,
+                tfms=None, **kwargs) -> Learner:
+    """A DataBunch at `size` (default augmentations: `get_transforms()`) and the right learner for the label
+    type: a U-Net for masks, else a CNN."""
+    seg = isinstance(src.train.x, SegmentationItemList)
+    data = src.transform(tfms or get_transforms(), size=size, tfm_y=seg).databunch(bs=bs, **kwargs)
+    data.normalize(imagenet_stats)
+    make = unet_learner if seg else cnn_learner
+    return make(data, arch, pretrained=pretrained, metrics=default_metrics(src))
+
+
+def train_recipe(learn: Learner, epochs: int = 4, lr: float | None = None) -> float:
+    """The lesson's recipe: head first (frozen body) at `lr` (default: the LR finder's suggestion), then
+    everything with discriminative rates slice(lr/100, lr/5). Returns the learning rate used."""
+    if lr is None:
+        learn.lr_find()
+        lr = learn.recorder.plot(suggestion=True)
+    learn.fit_one_cycle(epochs, slice(lr))
+    learn.unfreeze()
+    learn.fit_one_cycle(epochs, slice(lr / 100, lr / 5))
+    return lr
+
+
+# --- command line ---------------------------------------------------------------------------------------
+TRAIN_EXAMPLE = """examples:
+  python -m course_utils train --images data/planet_tiny/train-jpg --csv data/planet_tiny/train_v2.csv \\
+      --arch resnet18 --no-pretrained --size 32 --epochs 3 --out runs/planet
+  python -m course_utils train --images photos/ --folders --size 224 --epochs 4 --out runs/pets
+  python -m course_utils train --images scenes/images --masks scenes/labels --size 128 --out runs/streets
+"""
+
+
+def add_train_command(commands) -> None:
+    """Register `train` on the CLI's subparsers."""
+    cmd = commands.add_parser(
+        "train", help="train a model on your own images with the lesson's recipe",
+        description="Train on your own images: lr_find picks the learning rate (unless --lr), then the head "
+                    "trains with the body frozen, then everything with discriminative learning rates; the "
+                    "model is exported to OUT/export.pkl for `predict`.",
+        epilog=TRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("--images", required=True, metavar="DIR", help="folder of images")
+    layout = cmd.add_mutually_exclusive_group(required=True)
+    layout.add_argument("--csv", metavar="FILE", help="CSV: image name, space-separated labels (multi-label)")
+    layout.add_argument("--folders", action="store_true", help="one sub-folder of DIR per class (single-label)")
+    layout.add_argument("--masks", metavar="DIR", help="folder of class-index PNG masks named like the images")
+    cmd.add_argument("--codes", metavar="FILE", help="class names for --masks, one per line (default: codes.txt "
+                     "beside the masks folder)")
+    cmd.add_argument("--arch", default="resnet34", help="torchvision architecture (default: resnet34)")
+    cmd.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                     help="start from random weights instead of ImageNet's (no download needed)")
+    cmd.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
+    cmd.add_argument("--bs", type=int, default=32, help="batch size (default: 32)")
+    cmd.add_argument("--epochs", type=int, default=4, help="epochs for each of the two stages (default: 4)")
+    cmd.add_argument("--lr", type=float, help="maximum learning rate (default: the LR finder's suggestion)")
+    cmd.add_argument("--valid-pct", type=float, default=0.2, help="share held out for validation (default: 0.2)")
+    cmd.add_argument("--seed", type=int, default=42, help="seed of the validation split (default: 42)")
+    cmd.add_argument("--out", required=True, metavar="DIR", help="where to write export.pkl")
+    cmd.set_defaults(run=_train)
+
+
+def _train(args) -> int:
+    src = own_data(args.images, csv=args.csv, masks=args.masks, codes=args.codes, valid_pct=args.valid_pct,
+                   seed=args.seed)
+    learn = own_learner(src, size=args.size, bs=args.bs, arch=args.arch, pretrained=args.pretrained)
+    print(f"{len(src.train)} training and {len(src.valid)} validation images; {learn.data.c} outputs")
+    lr = train_recipe(learn, args.epochs, args.lr)
+    learn.path = Path(args.out)
+    f = learn.export()
+    print(f"learning rate {lr:.2e}; exported to {f}")
+    return 0
+
+
+def add_predict_command(commands) -> None:
+    """Register `predict` on the CLI's subparsers."""
+    cmd = commands.add_parser(
+        "predict", help="predict images with an exported model",
+        description="Print each image's predicted labels and their probabilities.",
+        epilog="example:\n  python -m course_utils predict runs/planet/export.pkl photo1.jpg photo2.jpg",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("model", metavar="MODEL", help="export.pkl written by `train` (or its folder)")
+    cmd.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    cmd.add_argument("--thresh", type=float, help="multi-label: probability above which a label is printed "
+                     "(default: the model's own, tuned or 0.5)")
+    cmd.set_defaults(run=_predict)
+
+
+def _predict(args) -> int:
+    learn = load_learner(args.model)
+    classes = learn.data.classes
+    for img in args.images:
+        label, _, probs = learn.predict(img, **({} if args.thresh is None else {"thresh": args.thresh}))
+        if probs.dim() == 3:  # a mask: report the share of pixels of each class
+            shares = probs.argmax(0).flatten().bincount(minlength=len(classes)).float() / probs[0].numel()
+            top = sorted(zip(classes, shares.tolist()), key=lambda t: -t[1])[:5]
+            print(f"{img}: " + ", ".join(f"{c} {s:.0%} of pixels" for c, s in top if s > 0))
+        elif probs.dim() == 1 and classes and len(probs) == len(classes):
+            top = sorted(zip(classes, probs.tolist()), key=lambda t: -t[1])[:5]
+            detail = ", ".join(f"{c} {p:.3f}" for c, p in top)
+            print(f"{img}: {label}  ({detail})")
+        else:
+            print(f"{img}: {label}")
+    return 0

@@ -1,0 +1,388 @@
+"""Downloads resume, retry, verify and land atomically; get_dataset installs a dataset once.
+
+Everything is served by a real HTTP server on 127.0.0.1 started here (scripted to drop connections,
+ignore Range, stall, fail or send wrong bytes); nothing reaches the internet, and no test sleeps
+for its backoff (the sleep function is injected).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from course_utils.config import data_dir
+from course_utils.download import (DATASETS, ChecksumError, Dataset, DatasetError, DownloadError, Source,
+                                   bundled_data_dir, dataset_status, download_dataset, download_url, get_dataset)
+
+PAYLOAD = bytes(range(256)) * 1200  # 300 KB: several reads, still instant
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class LocalServer:
+    """An HTTP server on 127.0.0.1 serving `files` (name -> bytes) with Range and If-Range support.
+
+    `plans[name]` scripts the next requests for that file, one step each: "ok", "drop:N" (send the
+    headers and N bytes, then hang up), "whole" (ignore Range), "status:N" (answer HTTP N), "stall:S"
+    (say nothing for S seconds). `requests` records (name, Range, If-Range) of every request."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.etags: dict[str, str] = {}
+        self.plans: dict[str, list[str]] = {}
+        self.requests: list[tuple[str, str | None, str | None]] = []
+        self.httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def serve(self, name: str, data: bytes, etag: str = '"v1"') -> str:
+        self.files[name], self.etags[name] = data, etag
+        return self.url(name)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request, client_address):
+        pass  # the client hanging up on a stalled or dropped reply is part of the tests
+
+
+def _handler(server: LocalServer):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            name = self.path.lstrip("/")
+            server.requests.append((name, self.headers.get("Range"), self.headers.get("If-Range")))
+            plan = server.plans.get(name) or []
+            step, _, arg = (plan.pop(0) if plan else "ok").partition(":")
+            if step == "stall":
+                time.sleep(float(arg))
+                return
+            if step == "status":
+                return self.send_error(int(arg))
+            if name not in server.files:
+                return self.send_error(404)
+            data, etag = server.files[name], server.etags[name]
+            start = self._range_start(etag) if step != "whole" else 0
+            if start >= len(data) > 0:
+                return self.send_error(416)
+            body = data[start:]
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", etag)
+            self.end_headers()
+            self.wfile.write(body[:int(arg)] if step == "drop" else body)
+
+        def _range_start(self, etag: str) -> int:
+            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+            if_range = self.headers.get("If-Range")
+            return int(match.group(1)) if match and if_range in (None, etag) else 0
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server():
+    """A LocalServer running for the test."""
+    srv = LocalServer()
+    srv.thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+@pytest.fixture
+def delays():
+    """The backoff delays a download asked for (recorded instead of slept)."""
+    return []
+
+
+def fetch(url, dest, delays, **kwargs):
+    return download_url(url, dest, sleep=delays.append, backoff=0.5, **kwargs)
+
+
+# --- download_url ---------------------------------------------------------------------------------------
+
+def test_download_streams_the_file_into_place_and_leaves_nothing_else(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD)
+    dest = fetch(url, tmp_path / "data.bin", delays, sha256=sha(PAYLOAD))
+    assert dest == tmp_path / "data.bin" and dest.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+    assert delays == []
+
+
+def test_a_dropped_connection_is_resumed_with_a_range_request(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD)
+    server.plans["data.bin"] = ["drop:100000"]
+    dest = fetch(url, tmp_path / "data.bin", delays, sha256=sha(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == [("data.bin", None, None), ("data.bin", "bytes=100000-", '"v1"')]
+    assert delays == []  # it made progress, so it resumes at once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+
+
+def test_an_interrupted_download_resumes_on_the_next_call(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD)
+    # what an earlier run killed after 1000 bytes leaves behind
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
+    (tmp_path / "data.bin.part.json").write_text(json.dumps({"url": url, "version": '"v1"'}))
+    assert fetch(url, tmp_path / "data.bin", delays).read_bytes() == PAYLOAD
+    assert server.requests == [("data.bin", "bytes=1000-", '"v1"')]
+
+
+def test_a_server_that_ignores_range_makes_it_start_over(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD)
+    (tmp_path / "data.bin.part").write_bytes(b"x" * 1000)
+    (tmp_path / "data.bin.part.json").write_text(json.dumps({"url": url, "version": '"v1"'}))
+    server.plans["data.bin"] = ["whole"]
+    assert fetch(url, tmp_path / "data.bin", delays).read_bytes() == PAYLOAD
+
+
+def test_a_file_changed_on_the_server_since_the_partial_download_is_fetched_afresh(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD[::-1], etag='"v2"')
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])  # from version v1
+    (tmp_path / "data.bin.part.json").write_text(json.dumps({"url": url, "version": '"v1"'}))
+    assert fetch(url, tmp_path / "data.bin", delays).read_bytes() == PAYLOAD[::-1]
+
+
+def test_a_partial_file_longer_than_the_remote_one_is_restarted(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD[:500])
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
+    (tmp_path / "data.bin.part.json").write_text(json.dumps({"url": url, "version": '"v1"'}))
+    assert fetch(url, tmp_path / "data.bin", delays).read_bytes() == PAYLOAD[:500]
+    assert [r[1] for r in server.requests] == ["bytes=1000-", None]
+
+
+def test_server_errors_are_retried_with_exponential_backoff(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD)
+    server.plans["data.bin"] = ["status:503", "status:503", "ok"]
+    assert fetch(url, tmp_path / "data.bin", delays).read_bytes() == PAYLOAD
+    assert delays == [0.5, 1.0]
+
+
+def test_it_gives_up_after_the_retries_keeping_what_arrived(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD)
+    server.plans["data.bin"] = ["drop:1000"] + ["status:503"] * 3
+    with pytest.raises(DownloadError) as err:
+        fetch(url, tmp_path / "data.bin", delays, retries=2)
+    part = tmp_path / "data.bin.part"
+    assert str(err.value) == (f"Downloading {url} failed 3 times in a row (HTTP Error 503: Service Unavailable). "
+                              f"What arrived is kept in {part}: run again to resume.")
+    assert delays == [0.5, 1.0]
+    assert part.read_bytes() == PAYLOAD[:1000] and not (tmp_path / "data.bin").exists()
+    assert fetch(url, tmp_path / "data.bin", delays).read_bytes() == PAYLOAD  # the next call resumes
+    assert server.requests[-1][1] == "bytes=1000-"
+
+
+def test_when_nothing_arrives_it_says_to_check_the_connection(tmp_path, delays):
+    url = "http://127.0.0.1:9/data.bin"  # the discard port: nothing listens there
+    with pytest.raises(DownloadError) as err:
+        fetch(url, tmp_path / "data.bin", delays, retries=1)
+    assert re.fullmatch(rf"Downloading {re.escape(url)} failed 2 times in a row \(<urlopen error .*>\)\. "
+                        r"Nothing arrived: check the internet connection and run again\.", str(err.value))
+    assert delays == [0.5] and list(tmp_path.iterdir()) == []
+
+
+def test_a_stalled_server_times_out_and_is_retried(server, tmp_path, delays):
+    url = server.serve("data.bin", PAYLOAD)
+    server.plans["data.bin"] = ["stall:1"]
+    assert fetch(url, tmp_path / "data.bin", delays, timeout=0.2).read_bytes() == PAYLOAD
+    assert delays == [0.5]
+
+
+def test_http_404_fails_at_once_with_a_clear_message(server, tmp_path, delays):
+    url = server.url("moved.tgz")
+    with pytest.raises(DownloadError) as err:
+        fetch(url, tmp_path / "moved.tgz", delays)
+    assert str(err.value) == (f"Downloading {url} failed: the server answered HTTP 404 Not Found. If the file has "
+                              "moved, the registry in course_utils/download.py needs its new address.")
+    assert delays == [] and list(tmp_path.iterdir()) == []
+
+
+def test_wrong_bytes_fail_the_checksum_and_leave_no_file(server, tmp_path, delays):
+    bad = PAYLOAD[:-1] + b"!"
+    url = server.serve("data.bin", bad)
+    with pytest.raises(ChecksumError) as err:
+        fetch(url, tmp_path / "data.bin", delays, sha256=sha(PAYLOAD))
+    assert str(err.value) == (f"The file downloaded from {url} is not the expected one: its sha256 is {sha(bad)}, "
+                              f"expected {sha(PAYLOAD)}. It was discarded. Run again to retry; if the same "
+                              "happens, the file on the server has changed: please report it.")
+    assert list(tmp_path.iterdir()) == []  # no dest, no .part, nothing that looks complete
+
+
+def test_a_checksum_mismatch_keeps_the_users_existing_file(server, tmp_path, delays):
+    url = server.serve("data.bin", b"corrupt")
+    (tmp_path / "data.bin").write_bytes(b"the user's good copy")
+    with pytest.raises(ChecksumError, match=re.escape(f"{tmp_path / 'data.bin'} was left as it was.")):
+        fetch(url, tmp_path / "data.bin", delays, sha256=sha(PAYLOAD))
+    assert (tmp_path / "data.bin").read_bytes() == b"the user's good copy"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+
+
+# --- the registry and get_dataset -------------------------------------------------------------------------
+
+def test_the_registry_lists_every_full_mode_dataset_at_its_real_location():
+    urls = {name: [s.url for s in d.sources] for name, d in DATASETS.items()}
+    planet = "kaggle://planet-understanding-the-amazon-from-space"
+    assert urls["planet"] == [f"{planet}/train-jpg.tar.7z", f"{planet}/train_v2.csv"]
+    assert urls["camvid"] == ["https://s3.amazonaws.com/fast-ai-imagelocal/camvid.tgz"]
+    assert urls["biwi_head_pose"] == ["https://s3.amazonaws.com/fast-ai-imagelocal/biwi_head_pose.tgz"]
+    assert urls["imdb"] == ["https://s3.amazonaws.com/fast-ai-nlp/imdb.tgz"]
+    assert urls["imdb_sample"] == ["https://s3.amazonaws.com/fast-ai-sample/imdb_sample.tgz"]
+    assert urls["wt103"] == ["https://s3.amazonaws.com/fast-ai-modelzoo/wt103-fwd.tgz"]
+    assert DATASETS["wt103"].weights and DATASETS["wt103"].folder == "wt103-fwd"
+    tiny = {name: d.tiny for name, d in DATASETS.items() if d.tiny}
+    assert tiny == {"planet": "planet_tiny", "camvid": "camvid_tiny", "biwi_head_pose": "biwi_head_pose_tiny",
+                    "imdb": "imdb_tiny", "imdb_sample": "imdb_tiny"}
+    for d in DATASETS.values():  # a checksum is either real-looking or honestly missing
+        assert all(s.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", s.sha256) for s in d.sources)
+
+
+def test_tiny_mode_returns_the_bundled_copy(monkeypatch):
+    monkeypatch.delenv("COURSE_MODE", raising=False)
+    assert get_dataset("planet") == bundled_data_dir() / "planet_tiny"
+    with pytest.raises(ValueError, match="wt103 has no tiny copy"):
+        get_dataset("wt103", "tiny")
+    with pytest.raises(KeyError, match="Unknown dataset 'planets'"):
+        get_dataset("planets", "tiny")
+
+
+def toy_archive(files: dict[str, bytes]) -> bytes:
+    """A .tgz holding `files` (name -> bytes)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+TOY = toy_archive({"toy/hello.txt": b"hello", "toy/sub/x.txt": b"x"})
+
+
+@pytest.fixture
+def toy(server, tmp_path, monkeypatch):
+    """A registry entry `toy` served by the local server; the data dir is tmp_path/data."""
+    url = server.serve("toy.tgz", TOY)
+    monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(url),), folder="toy", expect=("hello.txt", "sub")))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_full_mode_downloads_verifies_and_extracts_once(toy, server):
+    path = get_dataset("toy", "full")
+    assert path == toy / "toy"
+    assert (path / "hello.txt").read_bytes() == b"hello" and (path / "sub" / "x.txt").read_bytes() == b"x"
+    assert json.loads((path / ".complete").read_text())["files"] == {"toy.tgz": sha(TOY)}
+    records = json.loads((toy / "checksums.json").read_text())
+    assert records[server.url("toy.tgz")]["sha256"] == sha(TOY)
+    assert sorted(p.name for p in toy.iterdir()) == ["checksums.json", "downloads", "toy"]  # no staging left
+    assert dataset_status("toy") == "complete"
+
+    n_requests = len(server.requests)
+    assert get_dataset("toy", "full") == path
+    assert len(server.requests) == n_requests  # the second call costs nothing
+
+
+def test_a_changed_file_fails_the_checksum_recorded_on_first_use(toy, server):
+    get_dataset("toy", "full")
+    shutil.rmtree(toy / "toy")
+    (toy / "downloads" / "toy.tgz").unlink()
+    changed = toy_archive({"toy/hello.txt": b"tampered", "toy/sub/x.txt": b"x"})
+    server.serve("toy.tgz", changed)
+    with pytest.raises(ChecksumError) as err:
+        get_dataset("toy", "full")
+    assert f"The expected sha256 is the one recorded in {toy / 'checksums.json'}" in str(err.value)
+    assert not (toy / "toy").exists() and list((toy / "downloads").iterdir()) == []
+
+
+def test_a_kept_download_is_reinstalled_without_the_network(toy, server):
+    get_dataset("toy", "full")
+    shutil.rmtree(toy / "toy")
+    n_requests = len(server.requests)
+    assert (get_dataset("toy", "full") / "hello.txt").read_bytes() == b"hello"
+    assert len(server.requests) == n_requests
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("truncated", r"Could not extract .*toy.tgz \(EOFError: .*\)\. It is probably damaged: delete it"),
+    ("not an archive", r"toy.tgz is not a zip, tar or 7z archive\. If it is a damaged download, delete it")])
+def test_a_damaged_kept_download_says_to_delete_it(toy, damage, message):
+    (toy / "downloads").mkdir(parents=True)
+    (toy / "downloads" / "toy.tgz").write_bytes(TOY[: len(TOY) // 2] if damage == "truncated" else b"<html>")
+    with pytest.raises(DatasetError, match=message):
+        get_dataset("toy", "full")
+    assert sorted(p.name for p in toy.iterdir()) == ["downloads"]
+
+
+def test_an_incomplete_folder_someone_made_is_left_alone(toy):
+    (toy / "toy").mkdir(parents=True)
+    (toy / "toy" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError) as err:
+        get_dataset("toy", "full")
+    assert str(err.value).startswith(f"{toy / 'toy'} exists but is not a complete toy dataset "
+                                     "(missing: hello.txt, sub).")
+    assert dataset_status("toy") == "partial"
+    assert [p.name for p in (toy / "toy").iterdir()] == ["notes.txt"]
+
+
+def test_a_complete_folder_put_in_place_by_hand_is_used_as_it_is(toy, server):
+    (toy / "toy" / "sub").mkdir(parents=True)
+    (toy / "toy" / "hello.txt").write_text("by hand")
+    assert (get_dataset("toy", "full") / "hello.txt").read_text() == "by hand"
+    assert server.requests == []
+
+
+def test_an_archive_with_an_unexpected_layout_installs_nothing(toy, server):
+    server.serve("toy.tgz", toy_archive({"toy/readme.md": b"moved things around"}))
+    with pytest.raises(DatasetError, match=re.escape("hello.txt, sub missing; they hold ['readme.md']")):
+        get_dataset("toy", "full")
+    assert not (toy / "toy").exists() and not list(toy.glob(".toy*"))
+
+
+def test_status_goes_from_absent_to_partial_to_complete(toy):
+    assert dataset_status("toy") == "absent"
+    (toy / "downloads").mkdir(parents=True)
+    (toy / "downloads" / "toy.tgz.part").write_bytes(b"half")
+    assert dataset_status("toy") == "partial"
+    (toy / "downloads" / "toy.tgz.part").unlink()
+    get_dataset("toy", "full")
+    assert dataset_status("toy") == "complete"
+
+
+def test_the_data_dir_is_under_home_never_the_working_directory(toy, tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert data_dir() == tmp_path / "home" / ".course_utils" / "data"
+    assert get_dataset("toy", "full") == tmp_path / "home" / ".course_utils" / "data" / "toy"
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_weights_are_installed_in_the_models_dir(server, tmp_path, monkeypatch):
+    url = server.serve("lm.tgz", toy_archive({"lm/lm.pth": b"w", "lm/itos.pkl": b"v"}))
+    monkeypatch.setitem(DATASETS, "lm", Dataset(sources=(Source(url),), folder="lm", expect=("*.pth", "*.pkl"),
+                                                weights=True))
+    monkeypatch.setenv("COURSE_MODELS", str(tmp_path / "models"))
+    assert download_dataset("lm") == tmp_path / "models" / "lm"
+    assert os.path.isfile(tmp_path / "models" / "lm" / "lm.pth")
