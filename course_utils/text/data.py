@@ -10,6 +10,7 @@ length (sortish sampling) and pad them at the front.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -98,7 +99,8 @@ class TextList(ItemList):
             try:
                 return o.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
-                raise ValueError(f"Cannot read the text file {o} ({e}); fix or remove it.") from e
+                raise ValueError(f"Cannot read the text file {o} ({e}); re-save it as UTF-8 (e.g. "
+                                 f"`iconv -f latin1 -t utf-8`) or remove it.") from e
         return o
 
     def get(self, i: int):
@@ -137,13 +139,25 @@ def _display(df: pd.DataFrame) -> None:
         display(df)
 
 
+def _warn_empty(texts: list[str], x: ItemList, which: str) -> None:
+    """An empty text teaches nothing but its label: name it, so a student can tell a mistake from intent."""
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        o = x.items[empty[0]]
+        name = x._short(o) if isinstance(o, Path) else f"text {empty[0]} of the {which} set"
+        warnings.warn(f"{len(empty)} of the {which} texts are empty, e.g. {name}; they are kept, as a lone "
+                      "start-of-text token. Remove them if they are mistakes.", stacklevel=3)
+
+
 class TextItemLists(ItemLists):
     """Split texts; labelling tokenizes them and builds the vocabulary from the training texts."""
 
     def _processed(self) -> "TextItemLists":
         x = self.train
-        tokens = x.tokenizer.process_all([x.text(i) for i in range(len(x))] +
-                                         [self.valid.text(i) for i in range(len(self.valid))])
+        texts = [x.text(i) for i in range(len(x))] + [self.valid.text(i) for i in range(len(self.valid))]
+        _warn_empty(texts[:len(x)], x, "training")
+        _warn_empty(texts[len(x):], self.valid, "validation")
+        tokens = x.tokenizer.process_all(texts)
         tr_tok, va_tok = tokens[:len(x)], tokens[len(x):]
         vocab = x.vocab or Vocab.create(tr_tok, x.max_vocab, x.min_freq)
         return TextItemLists(self.path, x.numericalized(vocab, tr_tok), self.valid.numericalized(vocab, va_tok))

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..callbacks import Callback
-from ..learner import Learner, atomic_save
+from ..learner import Learner, atomic_save, safe_load
 from ..metrics import accuracy
 from .data import TextClasDataBunch, TextLMDataBunch
 from .models import (AWD_LSTM, clas_layer_groups, get_language_model, get_text_classifier,
@@ -71,7 +71,7 @@ class RNNLearner(Learner):
         f = self.path / self.model_dir / f"{name}.pth"
         if not f.is_file():
             raise FileNotFoundError(f"No saved encoder {f}; call save_encoder('{name}') on the language model first.")
-        state = torch.load(f, map_location=self.data.device, weights_only=True)
+        state = safe_load(f, map_location=self.data.device)
         try:
             self.encoder.load_state_dict(state)
         except RuntimeError as e:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..download import download_dataset
+from ..learner import safe_load
 
 __all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout", "WeightDropLSTM",
            "LinearDecoder", "SequentialRNN", "MultiBatchEncoder", "PoolingLinearClassifier", "get_language_model",
@@ -281,7 +282,7 @@ def load_wt103(model: SequentialRNN, itos: list[str], fnames: tuple[Path, Path] 
     """Load the WikiText-103 language model into `model` (a language model, or a classifier: then only its
     encoder), remapped to our vocabulary `itos`."""
     wf, vf = fnames or wt103_files()
-    sd = convert_weights(torch.load(wf, map_location="cpu", weights_only=True), read_itos(vf), itos)
+    sd = convert_weights(safe_load(wf, map_location="cpu"), read_itos(vf), itos)
     target = model
     if isinstance(model[0], MultiBatchEncoder):  # a classifier: only the encoder is pretrained
         target, sd = model[0], {f"module.{k[2:]}": v for k, v in sd.items() if k.startswith("0.")}

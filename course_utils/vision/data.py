@@ -14,8 +14,9 @@ from PIL import Image
 
 from ..data_block import ItemList, TargetList
 from ..metrics import mse
+from .cache import image_cache
 from .image import image_extensions, image_to_tensor, load_rgb, open_image, show_image
-from .transforms import ImageTransforms, TransformPlan, sample_plan
+from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
 __all__ = ["ImageList", "imagenet_stats", "PointsItemList", "PointsLabelList", "show_points",
            "SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask"]
@@ -58,6 +59,23 @@ class ImageList(ItemList):
             print(f"All {len(self.items)} images can be read.")
         return problems
 
+    def check_batchable(self, size=None, resize_method: str | None = None, **kwargs) -> None:
+        """Images keep their own size without `size=` (or with resize_method='no'), and a batch needs one size:
+        fail now, naming two files of different sizes, not in the DataLoader once training has started."""
+        if size is not None and resize_method != ResizeMethod.NO:
+            return
+        first = None
+        for p in self.items:
+            with open_image(p) as img:
+                wh = img.size  # the header only: no decoding
+            if first is None:
+                first = (p, wh)
+            elif wh != first[1]:
+                raise ValueError(
+                    f"Images of different sizes cannot form a batch: {self._short(first[0])} is "
+                    f"{first[1][0]}x{first[1][1]} but {self._short(p)} is {wh[0]}x{wh[1]} pixels (width x height). "
+                    "Pass a size so every image is resized the same way, e.g. `.transform(tfms, size=224)`.")
+
     def get(self, i: int):
         return open_image(self.items[i])
 
@@ -70,12 +88,18 @@ class ImageList(ItemList):
         return ImageTransforms(**state)
 
     def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
-                   resize_method: str | None = None, tfm_y: bool = False, train: bool = True):
-        """Decode, resize and (on training items) augment one image; with `tfm_y`, move its target the same way."""
+                   resize_method: str | None = None, tfm_y: bool = False, train: bool = True, cache: bool = False):
+        """Decode, resize and (on training items) augment one image; with `tfm_y`, move its target the same way.
+
+        With `cache`, the decoded, resized pixels are kept for later epochs and stages (see vision/cache.py)."""
         plan = self._draw_plan(img, y if tfm_y else None, y_list, tfms, size, resize_method, train)
         h, w = plan.resized
         try:
-            x = plan.apply_image(image_to_tensor(plan.resize(load_rgb(img, min_size=(w, h)))))
+            def decode():
+                return plan.resize(load_rgb(img, min_size=(w, h)))
+            path = getattr(img, "filename", "")
+            pixels = image_cache(self, size, resize_method).get(path, decode) if cache and path else decode()
+            x = plan.apply_image(image_to_tensor(pixels))
         finally:
             img.close()
         if tfm_y:
@@ -229,11 +253,11 @@ class PointsItemList(ImageList):
         return PointsLabelList
 
     def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
-                   resize_method: str | None = None, tfm_y: bool = False, train: bool = True):
+                   resize_method: str | None = None, tfm_y: bool = False, train: bool = True, cache: bool = False):
         if y is not None and isinstance(y_list, PointsLabelList) and not tfm_y:
             raise ValueError("Points must move with their image: pass tfm_y=True to transform(), e.g. "
                              ".transform(get_transforms(), tfm_y=True, size=(120, 160)).")
-        return super().apply_tfms(img, y, y_list, tfms, size, resize_method, tfm_y, train)
+        return super().apply_tfms(img, y, y_list, tfms, size, resize_method, tfm_y, train, cache)
 
     def _draw_plan(self, img, y, y_list, tfms, size, resize_method, train) -> TransformPlan:
         if y is None or not isinstance(y_list, PointsLabelList):
@@ -293,14 +317,24 @@ _MASK_COLOURS = np.concatenate([plt.get_cmap("tab20").colors, plt.get_cmap("tab2
 def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
     """A segmentation mask file (one class id per pixel, e.g. CamVid's labels/<stem>_P.png) as a (1, H, W) long tensor."""
     with open_image(path) as img:
-        if img.mode not in ("L", "P", "I", "I;16"):
-            raise ValueError(f"Mask {path} is a {img.mode} image; a mask must be single-channel, one class id per pixel "
-                             "(a colour-coded label image has to be converted to class ids first).")
-        mask = torch.from_numpy(np.asarray(img).astype(np.int64))[None]
+        mask = torch.from_numpy(_class_ids(img, path).astype(np.int64))[None]
     if n_classes is not None and int(mask.max()) >= n_classes:
         raise ValueError(f"Mask {path} holds class id {int(mask.max())}, but there are only {n_classes} classes "
                          f"(ids 0..{n_classes - 1}). Check the `classes=` you labelled with (CamVid: codes.txt).")
     return mask
+
+
+def _class_ids(img: Image.Image, path) -> np.ndarray:
+    """The (H, W) class ids of a mask image; an RGB mask is accepted only if it is grey (ids saved as RGB)."""
+    if img.mode in ("L", "P", "I", "I;16"):
+        return np.asarray(img)
+    a = np.asarray(img.convert("RGB")) if img.mode in ("RGB", "RGBA") else None
+    if a is not None and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+        return a[..., 0]
+    raise ValueError(f"Mask {path} is a {img.mode} image with colours; a mask must be single-channel, one class id per "
+                     "pixel. A colour-coded label image has to be converted first: look each pixel's (r, g, b) up in "
+                     "the dataset's colour table to get its class index, and save the indices as an 8-bit grey PNG "
+                     "(Image.fromarray(ids.astype(np.uint8)).save(...)).")
 
 
 def show_mask(mask: torch.Tensor, img: torch.Tensor | None = None, ax: plt.Axes | None = None, alpha: float = 0.5,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["open_image", "image_to_tensor", "show_image", "image_extensions"]
+__all__ = ["open_image", "load_rgb", "to_rgb", "image_to_tensor", "show_image", "image_extensions"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -29,10 +29,44 @@ def load_rgb(img: Image.Image, min_size: tuple[int, int] | None = None) -> Image
     if min_size is not None and img.format == "JPEG":
         img.draft("RGB", min_size)  # DCT-domain downscale: several times cheaper than decode-then-resize
     try:
-        return img.convert("RGB")
+        return to_rgb(img)
     except OSError as e:
         raise ValueError(f"Cannot decode image {getattr(img, 'filename', '')}: {e}. "
                          "The file is truncated or corrupt; delete or replace it.") from e
+
+
+# Modes whose pixels are more than 8 bits: scaled down, since Pillow's own convert("RGB") would clip them.
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB, so every image gives the model the same 3 channels.
+
+    - Transparency (RGBA, LA, PA, a palette or grey image with a transparent colour) is composited on
+      *white*, the background such images are drawn on in browsers and documents; the colour hidden
+      under transparent pixels is arbitrary, so it is never used.
+    - 16-bit images ('I;16', and 'I', which Pillow uses for 16-bit data) are scaled from 0..65535 to
+      0..255 (not clipped, which would turn almost every pixel white). 'I' values outside 0..65535
+      are scaled from the image's own min..max.
+    - Float images ('F') are taken as 0..1 intensities when all their values lie in [0, 1], else
+      scaled from the image's own min..max.
+    - Everything else (grey 'L', '1', palette 'P', 'CMYK', 'YCbCr', ...) uses Pillow's conversion."""
+    if img.mode in _WIDE_MODES:
+        return _wide_to_rgb(img)
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _wide_to_rgb(img: Image.Image) -> Image.Image:
+    a = np.asarray(img).astype(np.float64)
+    lo, hi = (0.0, 1.0) if img.mode == "F" else (0.0, 65535.0)
+    if a.size and (a.min() < lo or a.max() > hi):
+        lo, hi = float(a.min()), float(a.max())
+    grey = np.rint((a - lo) / max(hi - lo, 1e-12) * 255).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -1,0 +1,158 @@
+"""Decode once: the resized uint8 pixels of each image, kept for every later epoch and stage.
+
+Decoding a JPEG and resizing it is most of the CPU cost of vision training, and it gives the same
+pixels every epoch: only the random geometry and lighting applied *after* the resize change. So
+`transform(tfms, size=..., cache=True)` keeps each image at its `TransformPlan.resized` size (after
+the antialiased PIL resize, before any randomness), filled lazily the first time an item is decoded:
+the first epoch costs what it did without a cache, later epochs, `lr_find` and later stages at the
+same size skip the decoding. Progressive resizing gets one cache per size.
+
+Storage: one slot per item in a single uint8 buffer, with a per-item stamp (file mtime and size) and
+a filled flag. Up to `MEMORY_LIMIT` bytes it is anonymous *shared* memory; beyond, a memory-mapped file
+under `data_dir()/cache` (kept between sessions, named by a hash of the files' paths, mtimes and sizes,
+the size and the resize method). Both are shared with DataLoader workers started by fork (Linux's
+default), so items a worker decodes are cached for every process; a worker started by spawn reopens
+the file, or (in-memory cache) simply decodes without caching. A file whose mtime or size changed is
+decoded again: its stamp no longer matches.
+"""
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..config import data_dir
+from .image import load_rgb, open_image
+from .transforms import sample_plan
+
+__all__ = ["ImageCache", "image_cache", "MEMORY_LIMIT"]
+
+MEMORY_LIMIT = 512 * 2**20  # bytes of pixels kept in RAM; a bigger cache is a file in the data folder
+_FORMAT = 1  # bump when the file layout changes, so old cache files are never misread
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+class ImageCache:
+    """Resized uint8 pixels of a list of image files at one (size, resize method, resampling)."""
+
+    def __init__(self, items, size, resize_method: str | None, resample=Image.Resampling.BILINEAR,
+                 mode: str = "RGB", memory_limit: int = MEMORY_LIMIT):
+        self.paths = [Path(p) for p in items]
+        self.index = {str(p): i for i, p in enumerate(self.paths)}
+        self.size, self.resize_method, self.resample, self.mode = size, resize_method, resample, mode
+        self.channels = 3 if mode == "RGB" else 1
+        self.shapes = np.array([self._resized(p) for p in self.paths], dtype=np.int64).reshape(-1, 2)
+        nbytes = self.shapes.prod(1) * self.channels
+        self.offsets = np.concatenate([[0], np.cumsum(nbytes)])
+        self.file = None if self.nbytes <= memory_limit else self._file_name()
+        self._open()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels the cache holds when full."""
+        return int(self.offsets[-1])
+
+    def _resized(self, path: Path) -> tuple[int, int]:
+        """The size an image is resized to before augmentation (only the header is read, and only if it matters)."""
+        if isinstance(self.size, (tuple, list)) and self.resize_method in (None, "squish"):
+            return int(self.size[0]), int(self.size[1])
+        with open_image(path) as img:
+            return sample_plan(None, (img.height, img.width), self.size, self.resize_method, train=False).resized
+
+    def _file_name(self) -> Path:
+        h = hashlib.sha1(repr((_FORMAT, self.size, self.resize_method, int(self.resample), self.mode)).encode())
+        for p in self.paths:
+            h.update(f"{p}\0{_stamp(p)}\n".encode())
+        return data_dir() / "cache" / f"images-{h.hexdigest()[:20]}.u8"
+
+    def _open(self) -> None:
+        """Map the buffer: [stamps int64 (n, 2)][filled flags (n)][pixels], all zeros when new."""
+        n = len(self.paths)
+        head = 16 * n + n
+        total = head + self.nbytes
+        if self.file is None:
+            self._buf = np.frombuffer(mmap.mmap(-1, max(total, 1)), dtype=np.uint8)  # MAP_SHARED: fork shares it
+        else:
+            self._buf = self._map_file(total)
+        self.stamps = self._buf[:16 * n].view(np.int64).reshape(n, 2)
+        self.filled = self._buf[16 * n:head]
+        self.pixels = self._buf[head:total]
+
+    def _map_file(self, total: int) -> np.memmap:
+        if not self.file.exists() or self.file.stat().st_size != total:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                f.truncate(total)  # sparse: zeros, no disk written until filled
+            os.replace(tmp, self.file)  # atomic: another process never maps a half-made file
+        return np.memmap(self.file, dtype=np.uint8, mode="r+", shape=(total,))
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_buf", "stamps", "filled", "pixels")}
+        state["_shared"] = self.file is not None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        shared = state.pop("_shared")
+        self.__dict__.update(state)
+        if shared:
+            self._open()
+        else:  # a spawned worker cannot reach the parent's anonymous memory: it decodes without caching
+            self._buf = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __contains__(self, path) -> bool:
+        return str(path) in self.index
+
+    def n_filled(self) -> int:
+        """How many items are cached so far."""
+        return 0 if self._buf is None else int(self.filled.sum())
+
+    def _slot(self, i: int) -> np.ndarray:
+        h, w = self.shapes[i]
+        arr = self.pixels[self.offsets[i]:self.offsets[i + 1]]
+        return arr.reshape(h, w, self.channels) if self.channels > 1 else arr.reshape(h, w)
+
+    def get(self, path, decode) -> np.ndarray:
+        """The pixels of `path` as uint8 (h, w[, c]): a read-only view of the cache, or on a miss `decode()`'s PIL
+        image as an array, stored for next time. Copy what you keep: a slot may be rewritten."""
+        i = self.index.get(str(path))
+        if i is None or self._buf is None:
+            return np.asarray(decode())
+        stamp = _stamp(self.paths[i])
+        if self.filled[i] and tuple(self.stamps[i]) == stamp:
+            return self._slot(i)
+        arr = np.asarray(decode())
+        if arr.shape[:2] == tuple(self.shapes[i]):  # a file replaced by one of another shape is simply not cached
+            self.filled[i] = 0  # while rewriting, another process must not read a half-written slot
+            self._slot(i)[...] = arr
+            self.stamps[i] = stamp
+            self.filled[i] = 1
+        return arr
+
+
+def image_cache(item_list, size, resize_method: str | None, resample=Image.Resampling.BILINEAR,
+                mode: str = "RGB", items=None) -> ImageCache:
+    """The cache of `item_list`'s files (or of `items`, e.g. its masks) at this size, made on first use.
+
+    Kept on the ItemList (split copies of a list share it only while they share its items), so every
+    DataBunch, `lr_find` and stage built from the same split reuses it."""
+    items = item_list.items if items is None else items
+    memo = item_list.__dict__.get("_image_caches")
+    if memo is None or memo[0] is not item_list.items:
+        memo = (item_list.items, {})
+        item_list.__dict__["_image_caches"] = memo
+    key = (id(items), repr(size), resize_method, int(resample), mode)
+    if key not in memo[1]:
+        memo[1][key] = (items, ImageCache(items, size, resize_method, resample, mode))  # keep `items` alive for id()
+    return memo[1][key][1]

@@ -1,0 +1,102 @@
+"""The decode-once image cache: the same pixels as decoding, refreshed when a file changes, shared with workers."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+
+import numpy as np
+import torch
+from conftest import camvid_src
+from PIL import Image
+
+from course_utils.vision import ImageList, get_transforms, imagenet_stats
+from course_utils.vision.cache import ImageCache, image_cache
+
+TFMS = get_transforms(flip_vert=True, max_lighting=0.1, max_zoom=1.05, max_warp=0.0)
+
+
+def _items(ds, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    torch.manual_seed(seed)
+    return [ds[i] for i in range(len(ds))]
+
+
+def _assert_same(a, b) -> None:
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_cached_items_equal_decoded_items_exactly_cold_and_warm(planet_src):
+    plain = planet_src.transform(TFMS, size=24)
+    cached = planet_src.transform(TFMS, size=24, cache=True)
+    cache = image_cache(cached.train.x, 24, None)
+    expected = _items(plain.train)
+    _assert_same(_items(cached.train), expected)  # cold: fills the cache
+    assert cache.n_filled() == len(cache) == len(plain.train)
+    _assert_same(_items(cached.train), expected)  # warm: served from the cache
+    _assert_same(_items(cached.valid), _items(plain.valid))
+
+
+def test_a_later_stage_of_the_same_size_reuses_the_cache_and_a_new_size_gets_its_own(planet_src):
+    first = planet_src.transform(TFMS, size=24, cache=True)
+    _items(first.train)
+    again = planet_src.transform(TFMS, size=24, cache=True)
+    assert image_cache(again.train.x, 24, None) is image_cache(first.train.x, 24, None)
+    assert image_cache(again.train.x, 24, None).n_filled() == len(first.train)
+    bigger = planet_src.transform(TFMS, size=32, cache=True)
+    assert image_cache(bigger.train.x, 32, None).shapes.tolist() == [[32, 32]] * len(first.train)
+
+
+def test_a_changed_file_is_decoded_again(planet_path, tmp_path):
+    shutil.copytree(planet_path, tmp_path / "planet")
+    src = (ImageList.from_csv(tmp_path / "planet", "train_v2.csv", folder="train-jpg", suffix=".jpg")
+           .split_none().label_from_df(label_delim=" "))
+    ds = src.transform(size=16, cache=True).train
+    before = ds[0][0]
+    f = ds.x.items[0]
+    Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(f, quality=95)
+    os.utime(f, ns=(os.stat(f).st_atime_ns, os.stat(f).st_mtime_ns + 10**9))  # a new mtime even on coarse clocks
+    after = ds[0][0]
+    assert not torch.equal(before, after)
+    assert torch.equal(after, src.transform(size=16).train[0][0])
+
+
+def test_workers_fill_the_cache_the_main_process_sees(planet_src):
+    data = planet_src.transform(TFMS, size=24, cache=True).databunch(bs=4, num_workers=2, device=torch.device("cpu"))
+    plain = planet_src.transform(TFMS, size=24).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+    for dl in (data.train_dl, data.valid_dl):
+        for _ in dl:
+            pass
+    assert image_cache(data.train_ds.x, 24, None).n_filled() == len(data.train_dl) * 4  # the short batch is dropped
+    assert image_cache(data.valid_ds.x, 24, None).n_filled() == len(data.valid_ds)
+    for (xa, ya), (xb, yb) in zip(data.valid_dl, plain.valid_dl):  # no randomness in validation: equal batches
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_large_cache_is_a_file_in_the_data_folder_kept_between_sessions(planet_src, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    items = planet_src.train.x.items
+    cache = ImageCache(items, 16, None, memory_limit=0)
+    assert cache.file.parent == tmp_path / "cache" and cache.file.stat().st_size > cache.nbytes
+    first = items[0]
+    with Image.open(first) as img:
+        pixels = np.array(cache.get(first, lambda: img.convert("RGB").resize((16, 16))))
+    reopened = pickle.loads(pickle.dumps(cache))  # what a spawned worker does
+    assert reopened.n_filled() == 1 and np.array_equal(reopened.get(first, None), pixels)
+    assert ImageCache(items, 16, None, memory_limit=0).n_filled() == 1  # a new session finds it filled
+
+
+def test_segmentation_with_a_cache_gives_the_same_images_and_masks(camvid_path):
+    tfms = get_transforms(flip_vert=True, max_rotate=30, max_zoom=1.5, max_warp=0.3, p_affine=1.0)
+    plain = camvid_src(camvid_path).transform(tfms, size=24, tfm_y=True).train
+    cached = camvid_src(camvid_path).transform(tfms, size=24, tfm_y=True, cache=True).train
+    expected = _items(plain, seed=3)
+    _assert_same(_items(cached, seed=3), expected)
+    _assert_same(_items(cached, seed=3), expected)
+
+
+def test_a_cached_databunch_trains_and_normalises_like_any_other(planet_src):
+    data = (planet_src.transform(TFMS, size=24, cache=True)
+            .databunch(bs=4, num_workers=0, device=torch.device("cpu")).normalize(imagenet_stats))
+    x, y = data.one_batch()
+    assert x.shape == (4, 3, 24, 24) and y.shape == (4, 6)
