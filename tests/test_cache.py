@@ -10,7 +10,7 @@ import torch
 from conftest import camvid_src
 from PIL import Image
 
-from course_utils.vision import ImageList, get_transforms, imagenet_stats
+from course_utils.vision import ImageList, PointsItemList, get_transforms, imagenet_stats
 from course_utils.vision.cache import ImageCache, image_cache
 
 TFMS = get_transforms(flip_vert=True, max_lighting=0.1, max_zoom=1.05, max_warp=0.0)
@@ -100,3 +100,16 @@ def test_a_cached_databunch_trains_and_normalises_like_any_other(planet_src):
             .databunch(bs=4, num_workers=0, device=torch.device("cpu")).normalize(imagenet_stats))
     x, y = data.one_batch()
     assert x.shape == (4, 3, 24, 24) and y.shape == (4, 6)
+
+
+def test_points_move_the_same_with_a_cache(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
+    src = (PointsItemList.from_folder(tmp_path).split_none()
+           .label_from_func(lambda o: torch.tensor([[12.0 + int(o.stem[1]), 20.0]])))
+    tfms = get_transforms(max_rotate=20, max_zoom=1.2, p_affine=1.0)
+    expected = _items(src.transform(tfms, size=(24, 32), tfm_y=True).train, seed=5)
+    cached = src.transform(tfms, size=(24, 32), tfm_y=True, cache=True).train
+    _assert_same(_items(cached, seed=5), expected)
+    _assert_same(_items(cached, seed=5), expected)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import data_dir
-from .image import load_rgb, open_image
+from .image import open_image
 from .transforms import sample_plan
 
 __all__ = ["ImageCache", "image_cache", "MEMORY_LIMIT"]
