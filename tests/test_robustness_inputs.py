@@ -1,4 +1,4 @@
-"""Robustness of other inputs: broken image files reported all at once, masks stored as RGB, points labels of
+"""Robustness of other inputs: broken image files reported all at once, colour masks, points labels of
 the wrong shape, and texts that are not UTF-8, empty, or missing from a CSV."""
 from __future__ import annotations
 
@@ -34,15 +34,9 @@ def test_check_reports_a_truncated_jpeg_with_the_other_broken_files(tmp_path):
 
 
 # --- masks -------------------------------------------------------------------------------------------
-def test_class_ids_saved_as_a_grey_rgb_image_are_read_as_ids(tmp_path):
-    ids = np.array([[0, 1], [2, 3]], dtype=np.uint8)
-    Image.fromarray(np.repeat(ids[..., None], 3, axis=2)).save(tmp_path / "m_P.png")
-    assert open_mask(tmp_path / "m_P.png", n_classes=4)[0].tolist() == ids.tolist()
-
-
 def test_a_colour_mask_is_refused_saying_how_to_convert_it(tmp_path):
     Image.fromarray(np.array([[[128, 64, 128], [64, 0, 128]]], dtype=np.uint8)).save(tmp_path / "c_P.png")
-    with pytest.raises(ValueError, match=r"c_P\.png is a RGB image with colours.*colour table.*8-bit grey PNG"):
+    with pytest.raises(ValueError, match=r"c_P\.png is a RGB image.*colour table.*8-bit grey PNG"):
         open_mask(tmp_path / "c_P.png")
 
 

@@ -14,6 +14,9 @@ the size and the resize method). Both are shared with DataLoader workers started
 default), so items a worker decodes are cached for every process; a worker started by spawn reopens
 the file, or (in-memory cache) simply decodes without caching. A file whose mtime or size changed is
 decoded again: its stamp no longer matches.
+
+Only the input images are cached: a segmentation mask is decoded by its label list before the image is
+transformed (and resized nearest, as without a cache); points need no decoding.
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..config import data_dir
 from .image import open_image
@@ -41,14 +43,12 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 class ImageCache:
-    """Resized uint8 pixels of a list of image files at one (size, resize method, resampling)."""
+    """Resized RGB uint8 pixels of a list of image files at one (size, resize method)."""
 
-    def __init__(self, items, size, resize_method: str | None, resample=Image.Resampling.BILINEAR,
-                 mode: str = "RGB", memory_limit: int = MEMORY_LIMIT):
+    def __init__(self, items, size, resize_method: str | None, memory_limit: int = MEMORY_LIMIT):
         self.paths = [Path(p) for p in items]
         self.index = {str(p): i for i, p in enumerate(self.paths)}
-        self.size, self.resize_method, self.resample, self.mode = size, resize_method, resample, mode
-        self.channels = 3 if mode == "RGB" else 1
+        self.size, self.resize_method, self.channels = size, resize_method, 3
         self.shapes = np.array([self._resized(p) for p in self.paths], dtype=np.int64).reshape(-1, 2)
         nbytes = self.shapes.prod(1) * self.channels
         self.offsets = np.concatenate([[0], np.cumsum(nbytes)])
@@ -68,7 +68,7 @@ class ImageCache:
             return sample_plan(None, (img.height, img.width), self.size, self.resize_method, train=False).resized
 
     def _file_name(self) -> Path:
-        h = hashlib.sha1(repr((_FORMAT, self.size, self.resize_method, int(self.resample), self.mode)).encode())
+        h = hashlib.sha1(repr((_FORMAT, self.size, self.resize_method)).encode())
         for p in self.paths:
             h.update(f"{p}\0{_stamp(p)}\n".encode())
         return data_dir() / "cache" / f"images-{h.hexdigest()[:20]}.u8"
@@ -120,11 +120,10 @@ class ImageCache:
 
     def _slot(self, i: int) -> np.ndarray:
         h, w = self.shapes[i]
-        arr = self.pixels[self.offsets[i]:self.offsets[i + 1]]
-        return arr.reshape(h, w, self.channels) if self.channels > 1 else arr.reshape(h, w)
+        return self.pixels[self.offsets[i]:self.offsets[i + 1]].reshape(h, w, self.channels)
 
     def get(self, path, decode) -> np.ndarray:
-        """The pixels of `path` as uint8 (h, w[, c]): a read-only view of the cache, or on a miss `decode()`'s PIL
+        """The pixels of `path` as uint8 (h, w, 3): a read-only view of the cache, or on a miss `decode()`'s PIL
         image as an array, stored for next time. Copy what you keep: a slot may be rewritten."""
         i = self.index.get(str(path))
         if i is None or self._buf is None:
@@ -141,18 +140,16 @@ class ImageCache:
         return arr
 
 
-def image_cache(item_list, size, resize_method: str | None, resample=Image.Resampling.BILINEAR,
-                mode: str = "RGB", items=None) -> ImageCache:
-    """The cache of `item_list`'s files (or of `items`, e.g. its masks) at this size, made on first use.
+def image_cache(item_list, size, resize_method: str | None) -> ImageCache:
+    """The cache of `item_list`'s images at this size, made on first use.
 
     Kept on the ItemList (split copies of a list share it only while they share its items), so every
     DataBunch, `lr_find` and stage built from the same split reuses it."""
-    items = item_list.items if items is None else items
     memo = item_list.__dict__.get("_image_caches")
     if memo is None or memo[0] is not item_list.items:
         memo = (item_list.items, {})
         item_list.__dict__["_image_caches"] = memo
-    key = (id(items), repr(size), resize_method, int(resample), mode)
+    key = (repr(size), resize_method)
     if key not in memo[1]:
-        memo[1][key] = (items, ImageCache(items, size, resize_method, resample, mode))  # keep `items` alive for id()
-    return memo[1][key][1]
+        memo[1][key] = ImageCache(item_list.items, size, resize_method)
+    return memo[1][key]

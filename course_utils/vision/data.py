@@ -311,7 +311,10 @@ class PointsItemList(ImageList):
 
 # --- segmentation (lesson 3, CamVid) -------------------------------------------------------------
 # One fixed colour per class id, so a class looks the same in every plot (ids past 40 wrap around).
-_MASK_COLOURS = np.concatenate([plt.get_cmap("tab20").colors, plt.get_cmap("tab20b").colors])
+# tab20 and tab20b list each hue in 2 or 4 shades; taking one shade of every hue first gives neighbouring
+# ids (CamVid's Building 4 and Car 5) different hues.
+_TAB20, _TAB20B = np.array(plt.get_cmap("tab20").colors), np.array(plt.get_cmap("tab20b").colors)
+_MASK_COLOURS = np.concatenate([_TAB20[0::2], _TAB20[1::2], *(_TAB20B[k::4] for k in range(4))])
 
 
 def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
@@ -325,13 +328,10 @@ def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
 
 
 def _class_ids(img: Image.Image, path) -> np.ndarray:
-    """The (H, W) class ids of a mask image; an RGB mask is accepted only if it is grey (ids saved as RGB)."""
+    """The (H, W) class ids of a single-channel mask image; a colour image is refused, saying how to convert it."""
     if img.mode in ("L", "P", "I", "I;16"):
         return np.asarray(img)
-    a = np.asarray(img.convert("RGB")) if img.mode in ("RGB", "RGBA") else None
-    if a is not None and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
-        return a[..., 0]
-    raise ValueError(f"Mask {path} is a {img.mode} image with colours; a mask must be single-channel, one class id per "
+    raise ValueError(f"Mask {path} is a {img.mode} image; a mask must be single-channel, one class id per "
                      "pixel. A colour-coded label image has to be converted first: look each pixel's (r, g, b) up in "
                      "the dataset's colour table to get its class index, and save the indices as an 8-bit grey PNG "
                      "(Image.fromarray(ids.astype(np.uint8)).save(...)).")
