@@ -37,6 +37,15 @@ def test_decoder_channels_follow_the_lesson(unet18):
     assert unet18.decoder.final.in_channels == 96 + 3  # the raw input joins at full resolution (last_cross)
 
 
+def test_the_tiramisu_unet_has_the_lesson_parameter_counts():
+    """resnet34, bottle=True, 12 classes: 41,133,018 parameters, 19,865,370 of them trainable when frozen
+    (the decoder and the encoder's BatchNorm layers), as in the lesson's CamVid-tiramisu notebook."""
+    model = DynamicUnet(create_body(torchvision.models.resnet34()), n_classes=12, bottle=True)
+    assert sum(p.numel() for p in model.parameters()) == 41_133_018
+    bn = [p for m in model.encoder.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()]
+    assert sum(p.numel() for p in [*model.decoder.parameters(), *bn]) == 19_865_370
+
+
 @pytest.mark.parametrize("size", [(64, 64), (32, 96), (33, 47), (65, 97), (30, 40), (17, 23)])
 def test_output_has_the_input_size_for_any_size(unet18, size):
     with torch.no_grad():

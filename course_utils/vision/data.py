@@ -318,7 +318,7 @@ _MASK_COLOURS = np.concatenate([_TAB20[0::2], _TAB20[1::2], *(_TAB20B[k::4] for 
 
 
 def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
-    """A segmentation mask file (one class id per pixel, e.g. CamVid's labels/<stem>_P.png) as a (1, H, W) long tensor."""
+    """A mask file (one class id per pixel, e.g. CamVid's labels/<stem>_P.png) as a (1, H, W) long tensor."""
     with open_image(path) as img:
         mask = torch.from_numpy(_class_ids(img, path).astype(np.int64))[None]
     if n_classes is not None and int(mask.max()) >= n_classes:
@@ -391,7 +391,7 @@ class SegmentationLabelList(TargetList):
 
     def transform_target(self, y: torch.Tensor, plan: TransformPlan) -> torch.Tensor:
         """Resize the mask like its image (nearest neighbour: no invented class ids), then the same random geometry."""
-        small = plan.resize(Image.fromarray(y[0].numpy().astype(np.uint8)), Image.Resampling.NEAREST)
+        small = plan.resize(Image.fromarray(y[0].numpy().astype(np.int32)), Image.Resampling.NEAREST)  # any id count
         return plan.apply_mask(torch.from_numpy(np.asarray(small).astype(np.int64))[None])
 
     def loss_func(self) -> nn.Module:
