@@ -372,7 +372,7 @@ class SegmentationLabelList(TargetList):
 
     def __init__(self, items, classes: list[str], path="."):
         super().__init__(items, path)
-        self.classes = list(classes)
+        self.classes = np.asarray(classes).tolist()  # plain str, not np.str_ (from np.loadtxt): export stores them
 
     @classmethod
     def from_labels(cls, labels, x, classes=None, **kwargs) -> "SegmentationLabelList":
