@@ -450,7 +450,8 @@ class CategoryList(TargetList):
 
     def __init__(self, items, classes: Sequence, path="."):
         super().__init__(items, path)
-        self.classes = list(classes)
+        # plain Python values (np.loadtxt gives np.str_), so an export stays loadable with weights_only
+        self.classes = [c.item() if isinstance(c, np.generic) else c for c in classes]
 
     @classmethod
     def from_labels(cls, labels: Sequence, x: ItemList, classes: Sequence | None = None, **kwargs) -> "CategoryList":

@@ -359,3 +359,12 @@ def test_transform_checks_the_first_item_immediately(planet_src):
     """A bad setting fails at `transform`, not in the middle of training."""
     with pytest.raises(ValueError):
         planet_src.transform(get_transforms(), size="big")
+
+
+def test_numpy_string_classes_become_plain_strings_so_exports_load_safely():
+    import numpy as np
+
+    from course_utils.data_block import CategoryList
+
+    y = CategoryList([0, 1], np.array(["cat", "dog"]))
+    assert y.classes == ["cat", "dog"] and all(type(c) is str for c in y.classes)

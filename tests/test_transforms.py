@@ -241,3 +241,12 @@ def test_lighting_changes_brightness_but_keeps_the_order_of_pixel_values():
         assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
         assert not torch.allclose(out, x)
         assert torch.equal(out.flatten().argsort(), x.flatten().argsort())
+
+
+def test_a_numpy_size_crops_like_the_lesson_camvid_src_size_halved():
+    """CamVid passes `src_size // 2` (a numpy array): not a list, so it crops (REFERENCE 3.2)."""
+    import numpy as np
+
+    from course_utils.vision.transforms import ResizeMethod, _target_size
+
+    assert _target_size(np.array([360, 480]), (720, 960)) == ((360, 480), ResizeMethod.CROP)

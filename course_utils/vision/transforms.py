@@ -175,6 +175,8 @@ def _target_size(size, src_size: tuple[int, int]) -> tuple[tuple[int, int], str]
     """(th, tw) and the default resize method: a tuple/list squishes, an int crops to a square."""
     if size is None:
         return src_size, ResizeMethod.NO
+    if isinstance(size, np.ndarray):  # CamVid's `src_size // 2`: an array is not a list, so it crops (as in the lesson)
+        return (int(size[0]), int(size[1])), ResizeMethod.CROP
     if isinstance(size, (tuple, list)):
         return (int(size[0]), int(size[1])), ResizeMethod.SQUISH
     return (int(size), int(size)), ResizeMethod.CROP
