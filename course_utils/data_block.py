@@ -350,6 +350,22 @@ class LabelList(Dataset):
         return getattr(self.y, "classes", None)
 
 
+class PreparedItems(Dataset):
+    """A LabelList's items as `x.prepare_tfms` leaves them, for DataLoaders that finish the transforms
+    per batch (`x.batch_tfms`, applied on the device by `DataBunch.process_batch`)."""
+
+    def __init__(self, ds: LabelList):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        ds = self.ds
+        with _one_thread():
+            return ds.x.prepare_tfms(ds.x.get(i), ds.y.get(i), ds.y, ds.tfms, **ds.tfm_kwargs)
+
+
 class LabelLists:
     """Labelled training, validation (and optional test) sets, before they become a DataBunch."""
 
@@ -390,7 +406,9 @@ class LabelLists:
 
     def databunch(self, bs: int = 64, val_bs: int | None = None, num_workers: int | None = None,
                   device: torch.device | None = None, **kwargs) -> "DataBunch":
-        """Wrap the sets in DataLoaders: training shuffled (last short batch dropped), validation in order."""
+        """Wrap the sets in DataLoaders: training shuffled (last short batch dropped), validation in order.
+
+        Images are augmented a batch at a time on `device` (`batch_tfms=False`: one item at a time in the loader)."""
         for ds in (self.train, self.valid, self.test):
             if ds is not None and not ds.tfm_kwargs:  # never transformed: `transform` did not check it
                 ds.x.check_batchable()
@@ -437,6 +455,15 @@ class TargetList(ItemList):
 
     def transform_target(self, y, plan):
         """Move the target with an image transform (`tfm_y=True`): masks and points override this."""
+        return y
+
+    def prepare_target(self, y, plan):
+        """The per-item part of `transform_target` when batches are transformed as a whole (all of it, unless a
+        subclass leaves work for `batch_target`)."""
+        return self.transform_target(y, plan)
+
+    def batch_target(self, y, resample: Callable):
+        """Finish moving a batch of targets; `resample(t, mode)` samples a (B, C, h, w) batch like the images."""
         return y
 
     @property
@@ -673,21 +700,22 @@ class Normalize:
 
 
 class DeviceDataLoader:
-    """A DataLoader whose batches arrive on the device, normalised: iterate it for (x, y)."""
+    """A DataLoader whose batches arrive on the device, transformed and normalised: iterate it for (x, y)."""
 
-    def __init__(self, dl: DataLoader, data: "DataBunch"):
+    def __init__(self, dl: DataLoader, data: "DataBunch", dataset: LabelList | None = None):
         self.dl, self.data = dl, data
+        self._dataset = dataset if dataset is not None else dl.dataset
 
     def __len__(self) -> int:
         return len(self.dl)
 
     def __iter__(self):
         for x, y in self.dl:
-            yield self.data.process_batch(x, y)
+            yield self.data.process_batch(x, y, self._dataset)
 
     @property
     def dataset(self) -> LabelList:
-        return self.dl.dataset
+        return self._dataset
 
 
 class DataBunch:
@@ -695,7 +723,7 @@ class DataBunch:
 
     def __init__(self, train_ds: LabelList, valid_ds: LabelList, test_ds: LabelList | None = None, bs: int = 64,
                  val_bs: int | None = None, num_workers: int | None = None, device: torch.device | None = None,
-                 path: str | Path = "."):
+                 path: str | Path = ".", batch_tfms: bool = True):
         if 0 < len(train_ds) < bs:
             raise ValueError(f"The training set has {len(train_ds)} items, fewer than one batch (bs={bs}); "
                              "lower `bs` so that at least one full batch fits.")
@@ -704,6 +732,7 @@ class DataBunch:
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.device = device or default_device()
         self.path = Path(path)
+        self.batch_tfms = batch_tfms
         self.norm: Normalize | None = None
         self.train_dl = self._loader(train_ds, bs, shuffle=True)
         self.valid_dl = self._loader(valid_ds, self.val_bs, shuffle=False)
@@ -711,19 +740,25 @@ class DataBunch:
 
     def _loader(self, ds: LabelList, bs: int, shuffle: bool) -> DeviceDataLoader:
         shuffle = shuffle and len(ds) > 0
-        dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
+        batched = self.batch_tfms and hasattr(ds.x, "prepare_tfms")
+        dl = DataLoader(PreparedItems(ds) if batched else ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
                         persistent_workers=self.num_workers > 0 and len(ds) > 0,
                         pin_memory=self.device.type == "cuda")
-        return DeviceDataLoader(dl, self)
+        return DeviceDataLoader(dl, self, ds)
 
     def __repr__(self) -> str:
         return (f"DataBunch;\n\nTrain: {self.train_ds!r};\n\nValid: {self.valid_ds!r};\n\n"
                 f"Test: {self.test_ds!r}")
 
-    def process_batch(self, x: torch.Tensor, y: torch.Tensor):
-        """Move a collated batch to the device and normalise x."""
-        x = x.to(self.device, non_blocking=True)
+    def process_batch(self, x, y: torch.Tensor, ds: LabelList | None = None):
+        """Move a collated batch to the device, finish its transforms there (items prepared by
+        `prepare_tfms` arrive as a dict) and normalise x."""
         y = y.to(self.device, non_blocking=True)
+        if isinstance(x, dict):
+            x = {k: v.to(self.device, non_blocking=True) for k, v in x.items()}
+            x, y = (ds or self.train_ds).x.batch_tfms(x, y, (ds or self.train_ds).y)
+        else:
+            x = x.to(self.device, non_blocking=True)
         return (self.norm.encode(x) if self.norm is not None else x), y
 
     def normalize(self, stats: tuple | None = None) -> "DataBunch":

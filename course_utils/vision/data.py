@@ -16,6 +16,7 @@ from ..data_block import ItemList, TargetList
 from ..metrics import mse
 from .cache import image_cache
 from .image import image_extensions, image_to_tensor, load_rgb, open_image, show_image
+from .batch import augment_batch, plan_params, resample_batch
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
 __all__ = ["ImageList", "imagenet_stats", "PointsItemList", "PointsLabelList", "show_points",
@@ -91,20 +92,50 @@ class ImageList(ItemList):
                    resize_method: str | None = None, tfm_y: bool = False, train: bool = True, cache: bool = False):
         """Decode, resize and (on training items) augment one image; with `tfm_y`, move its target the same way.
 
-        With `cache`, the decoded, resized pixels are kept for later epochs and stages (see vision/cache.py)."""
+        With `cache`, the decoded, resized pixels are kept for later epochs and stages (see vision/cache.py).
+        This is the one-item path (`ds[i]`, `predict`); DataLoaders split it into `prepare_tfms` per item and
+        `batch_tfms` per batch, which give the same result."""
+        self._check_target(img, y, y_list, tfm_y)
         plan = self._draw_plan(img, y if tfm_y else None, y_list, tfms, size, resize_method, train)
+        x = plan.apply_image(self._decode(img, plan, size, resize_method, cache).float().div_(255))
+        if tfm_y:
+            y = y_list.transform_target(y, plan)
+        return x, y
+
+    def prepare_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
+                     resize_method: str | None = None, tfm_y: bool = False, train: bool = True, cache: bool = False):
+        """The per-item half of the transforms when whole batches are augmented (vision/batch.py): decode (or
+        read the cache), resize, cut out the window and draw the random transform, but resample nothing.
+
+        Returns ({"pixels": uint8 (3, h, w), "aug": (3, 3), "light": (2,)}, target): the target is moved
+        completely if it is points, and only resized and windowed if it is a mask (`batch_tfms` does the rest)."""
+        self._check_target(img, y, y_list, tfm_y)
+        plan = self._draw_plan(img, y if tfm_y else None, y_list, tfms, size, resize_method, train)
+        x = {"pixels": plan.window(self._decode(img, plan, size, resize_method, cache)).contiguous(),
+             **plan_params(plan)}
+        if tfm_y:
+            y = y_list.prepare_target(y, plan)
+        return x, y
+
+    def batch_tfms(self, x: dict, y: torch.Tensor, y_list: TargetList):
+        """The per-batch half: every image's random geometry in one resample, lighting, and masks moved alike."""
+        images, grid = augment_batch(x["pixels"], x["aug"], x["light"])
+        return images, y_list.batch_target(y, lambda t, mode: resample_batch(t, grid, mode))
+
+    def _decode(self, img, plan: TransformPlan, size, resize_method, cache: bool) -> torch.Tensor:
+        """The image resized to `plan.resized`, as uint8 (3, h, w) (from the decode-once cache if `cache`)."""
         h, w = plan.resized
         try:
             def decode():
                 return plan.resize(load_rgb(img, min_size=(w, h)))
             path = getattr(img, "filename", "")
             pixels = image_cache(self, size, resize_method).get(path, decode) if cache and path else decode()
-            x = plan.apply_image(image_to_tensor(pixels))
+            return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)
         finally:
             img.close()
-        if tfm_y:
-            y = y_list.transform_target(y, plan)
-        return x, y
+
+    def _check_target(self, img, y, y_list: TargetList, tfm_y: bool) -> None:
+        """Refuse a target that cannot follow the image (subclasses: points and masks)."""
 
     def _draw_plan(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size, resize_method: str | None,
                    train: bool) -> TransformPlan:
@@ -252,12 +283,10 @@ class PointsItemList(ImageList):
     def _label_cls(self, labels, kwargs):
         return PointsLabelList
 
-    def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
-                   resize_method: str | None = None, tfm_y: bool = False, train: bool = True, cache: bool = False):
+    def _check_target(self, img, y, y_list: TargetList, tfm_y: bool) -> None:
         if y is not None and isinstance(y_list, PointsLabelList) and not tfm_y:
             raise ValueError("Points must move with their image: pass tfm_y=True to transform(), e.g. "
                              ".transform(get_transforms(), tfm_y=True, size=(120, 160)).")
-        return super().apply_tfms(img, y, y_list, tfms, size, resize_method, tfm_y, train, cache)
 
     def _draw_plan(self, img, y, y_list, tfms, size, resize_method, train) -> TransformPlan:
         if y is None or not isinstance(y_list, PointsLabelList):
@@ -391,8 +420,20 @@ class SegmentationLabelList(TargetList):
 
     def transform_target(self, y: torch.Tensor, plan: TransformPlan) -> torch.Tensor:
         """Resize the mask like its image (nearest neighbour: no invented class ids), then the same random geometry."""
+        return plan.apply_mask(self._resized(y, plan))
+
+    def prepare_target(self, y: torch.Tensor, plan: TransformPlan) -> torch.Tensor:
+        """Resized and windowed like its image; the random geometry follows in `batch_target`."""
+        return plan.window(self._resized(y, plan)).contiguous()
+
+    def batch_target(self, y: torch.Tensor, resample) -> torch.Tensor:
+        """A batch of masks (B, 1, h, w) through their images' grids, nearest neighbour."""
+        return resample(y.float(), "nearest").round().to(y.dtype)
+
+    @staticmethod
+    def _resized(y: torch.Tensor, plan: TransformPlan) -> torch.Tensor:
         small = plan.resize(Image.fromarray(y[0].numpy().astype(np.int32)), Image.Resampling.NEAREST)  # any id count
-        return plan.apply_mask(torch.from_numpy(np.asarray(small).astype(np.int64))[None])
+        return torch.from_numpy(np.asarray(small).astype(np.int64))[None]
 
     def loss_func(self) -> nn.Module:
         return PixelCrossEntropy()
@@ -438,6 +479,12 @@ class SegmentationItemList(ImageList):
         return SegmentationLabelList
 
     def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, tfm_y: bool = True, **kwargs):
+        return super().apply_tfms(img, y, y_list, tfms, tfm_y=tfm_y, **kwargs)
+
+    def prepare_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, tfm_y: bool = True, **kwargs):
+        return super().prepare_tfms(img, y, y_list, tfms, tfm_y=tfm_y, **kwargs)
+
+    def _check_target(self, img, y, y_list: TargetList, tfm_y: bool) -> None:
         if isinstance(y_list, SegmentationLabelList) and y is not None:
             if not tfm_y:
                 raise ValueError("A segmentation mask must follow its image's transforms: call "
@@ -445,7 +492,6 @@ class SegmentationItemList(ImageList):
             if tuple(y.shape[-2:]) != (img.height, img.width):
                 raise ValueError(f"The mask of {getattr(img, 'filename', 'an image')} is {y.shape[-1]}x{y.shape[-2]} "
                                  f"pixels but the image is {img.width}x{img.height}; each mask must match its image.")
-        return super().apply_tfms(img, y, y_list, tfms, tfm_y=tfm_y, **kwargs)
 
     def show_xys(self, xs: torch.Tensor, ys: torch.Tensor, y_list: TargetList, rows: int = 3,
                  figsize: tuple | None = None, alpha: float = 0.5, **kwargs) -> None:

@@ -11,6 +11,7 @@ cropping map pixel centres exactly.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -110,12 +111,6 @@ class TransformPlan:
     brightness: float | None = None
     contrast: float | None = None
 
-    @property
-    def crop_only(self) -> bool:
-        """True when the window lies inside the image and nothing else moves: a plain slice suffices."""
-        (h, w), (th, tw), (oy, ox) = self.resized, self.out_size, self.offset
-        return np.allclose(self.aug, np.eye(3)) and 0 <= oy <= h - th and 0 <= ox <= w - tw
-
     def matrix(self) -> np.ndarray:
         """Output coordinates -> input coordinates, one 3x3 matrix (all the geometry composed)."""
         (h, w), (th, tw), (oy, ox) = self.resized, self.out_size, self.offset
@@ -127,9 +122,32 @@ class TransformPlan:
         h, w = self.resized
         return img if img.size == (w, h) else img.resize((w, h), resample)
 
+    @property
+    def window_inside(self) -> bool:
+        """True when the `out_size` window lies inside the resized image: cutting it out is a plain slice."""
+        (h, w), (th, tw), (oy, ox) = self.resized, self.out_size, self.offset
+        return 0 <= oy <= h - th and 0 <= ox <= w - tw
+
+    @property
+    def aug_is_identity(self) -> bool:
+        """True when no random geometry was drawn (validation, or an item whose draws all missed)."""
+        return bool(np.array_equal(self.aug, np.eye(3)))
+
+    def window(self, x: torch.Tensor) -> torch.Tensor:
+        """Cut the `out_size` window out of a resized image or mask (C, h, w), any dtype: a slice, or where
+        the window overhangs the image (ResizeMethod.PAD) a gather of mirrored pixels. No resampling: the
+        window sits at a whole-pixel offset, so pixel values are copied exactly."""
+        (th, tw), (oy, ox) = self.out_size, self.offset
+        if self.window_inside:
+            return x[:, oy:oy + th, ox:ox + tw]
+        rows = torch.from_numpy(_mirror(np.arange(th) + oy, x.shape[-2]))
+        cols = torch.from_numpy(_mirror(np.arange(tw) + ox, x.shape[-1]))
+        return x[:, rows][:, :, cols]
+
     def apply_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Transform a float image (C, h, w) in [0, 1]: geometry with one bilinear resample, then lighting."""
-        x = self._geometry(x, "bilinear")
+        """Transform one resized float image (C, h, w) in [0, 1]: the window, the random geometry with one bilinear
+        resample, then lighting. The reference for `vision/batch.py`, which does the same for a whole batch."""
+        x = self._geometry(self.window(x), "bilinear")
         if self.brightness is not None or self.contrast is not None:
             logit = torch.logit(x.clamp(1e-4, 1 - 1e-4))  # lighting works in logit space, as in the lesson
             if self.contrast is not None:
@@ -140,9 +158,10 @@ class TransformPlan:
         return x
 
     def apply_mask(self, m: torch.Tensor) -> torch.Tensor:
-        """Transform an integer mask (1, h, w) with nearest-neighbour sampling: no invented class ids."""
-        if self.crop_only:
-            return self._crop(m)
+        """Transform a resized integer mask (1, h, w) with nearest-neighbour sampling: no invented class ids."""
+        m = self.window(m)
+        if self.aug_is_identity:
+            return m
         return self._geometry(m.float(), "nearest").round().to(m.dtype)
 
     def apply_points(self, pts: torch.Tensor) -> torch.Tensor:
@@ -155,20 +174,30 @@ class TransformPlan:
         q = q[:, :2] / q[:, 2:]
         return torch.stack([((q[:, 1] + 1) * th - 1) / 2, ((q[:, 0] + 1) * tw - 1) / 2], dim=1).float()
 
-    def _crop(self, x: torch.Tensor) -> torch.Tensor:
-        (th, tw), (oy, ox) = self.out_size, self.offset
-        return x[:, oy:oy + th, ox:ox + tw]
-
     def _geometry(self, x: torch.Tensor, mode: str) -> torch.Tensor:
-        if self.crop_only:
-            return self._crop(x)
-        th, tw = self.out_size
-        ys = (torch.arange(th, dtype=torch.float64) * 2 + 1) / th - 1
-        xs = (torch.arange(tw, dtype=torch.float64) * 2 + 1) / tw - 1
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1) @ torch.from_numpy(self.matrix()).T
+        """The random geometry `aug` on a window-sized image: one resample, mirrored at the edges."""
+        if self.aug_is_identity:
+            return x
+        pts = _pixel_centres(*self.out_size) @ torch.from_numpy(self.aug).T
         grid = (pts[..., :2] / pts[..., 2:]).to(x.dtype)
         return F.grid_sample(x[None], grid[None], mode=mode, padding_mode="reflection", align_corners=False)[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_centres(h: int, w: int) -> torch.Tensor:
+    """(h, w, 3) float64: the normalised (x, y, 1) of every pixel centre of an h x w image (cached per size)."""
+    ys = (torch.arange(h, dtype=torch.float64) * 2 + 1) / h - 1
+    xs = (torch.arange(w, dtype=torch.float64) * 2 + 1) / w - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)
+
+
+def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
+    """Indices reflected into 0..n-1 about the image's outer edges (-1 -> 0, n -> n-1), as grid_sample's
+    padding_mode='reflection' with align_corners=False does."""
+    period = 2 * n
+    idx = np.mod(idx, period)
+    return np.where(idx < n, idx, period - 1 - idx)
 
 
 def _target_size(size, src_size: tuple[int, int]) -> tuple[tuple[int, int], str]:
