@@ -10,19 +10,20 @@ download is about 6 GB, so this script paints a small look-alike in the same on-
     biwi_head_pose_tiny/<subject>/frame_XXXXX_pose.txt    head rotation (3x3), a blank line, then the
                                                           head centre X Y Z in millimetres
 
-for subjects 01-05 and 13 (the lesson holds subject 13 out for validation). The frames are a fifth
-of the real size, so the intrinsics are the real ones (fx = fy = 517.679, cx = 320, cy = 240.5)
-scaled by 1/5. Each frame shows one person in front of their own cluttered room: a head (a skin
-ellipse with hair, eyes, nose and mouth, turned and tilted as the pose's rotation says) on
-shoulders. The head's 3-D centre is written to the pose file and the head is drawn exactly where
-the calibration projects it, so the course's conversion code (pose + calibration -> pixel) is
-what recovers each target.
+for subjects 01-13: 20 frames each, and twice as many for subject 13, which the lesson holds out
+for validation (a steadier score). The frames are a fifth of the real size, so the intrinsics are
+the real ones (fx = fy = 517.679, cx = 320, cy = 240.5) scaled by 1/5. Each subject is one person
+in front of their own cluttered room (muted colours, like an office); each frame adds a few loose
+objects and a change of light, and shows the person's head (a skin ellipse with hair, eyes, nose
+and mouth, turned and tilted as the pose's rotation says) on shoulders. The head's 3-D centre is
+written to the pose file and the head is drawn exactly where the calibration projects it, so the
+course's conversion code (pose + calibration -> pixel) is what recovers each target.
 
 Run from the repository root; it wipes and rewrites the output folder, and the same arguments
 always give byte-identical files:
 
-    python data/make_biwi_head_pose_tiny.py             # 40 frames per subject
-    python data/make_biwi_head_pose_tiny.py --frames 80 --out /tmp/biwi_head_pose_tiny
+    python data/make_biwi_head_pose_tiny.py             # 20 frames per subject (40 for subject 13)
+    python data/make_biwi_head_pose_tiny.py --frames 50 --out /tmp/biwi_head_pose_tiny
 """
 import argparse
 import shutil
@@ -35,13 +36,14 @@ H, W = 96, 128                      # frame size (the real frames are 480x640)
 SCALE = W / 640                     # this camera's pixels per real Kinect pixel
 FX = FY = 517.679 * SCALE           # intrinsics of the real folder 01, scaled to the small frames
 CX, CY = 320 * SCALE, 240.5 * SCALE
-SUBJECTS = ["01", "02", "03", "04", "05", "13"]
+SUBJECTS = [f"{i:02d}" for i in range(1, 14)]  # BIWI has 01-24; 13 is the lesson's validation subject
+VALID_SUBJECT = "13"
 SEED = 42
 SS = 3                              # supersampling: shapes are drawn at 3x and averaged (anti-aliasing)
 HEAD_MM = (80.0, 105.0)             # half width and half height of a head, millimetres
 # Centres sub-sample k of pixel i at i + (k + 0.5) / SS - 0.5: pixel i covers [i - 0.5, i + 0.5].
 YY, XX = np.mgrid[0:H * SS, 0:W * SS] / SS + (0.5 / SS - 0.5)
-SKIN = [(0.93, 0.76, 0.62), (0.80, 0.60, 0.45), (0.60, 0.42, 0.30), (0.42, 0.28, 0.20), (0.96, 0.82, 0.70)]
+SKIN = [(0.93, 0.76, 0.62), (0.42, 0.28, 0.20)]  # the lightest and darkest skin tone; people lie in between
 HAIR = [(0.10, 0.07, 0.05), (0.35, 0.22, 0.10), (0.75, 0.60, 0.30), (0.55, 0.55, 0.55), (0.45, 0.15, 0.08)]
 
 
@@ -100,15 +102,15 @@ def paint(img, mask, rgb):
 
 def room(rng):
     """A subject's room: a wall with a gradient and the furniture (shelves, posters, a window, a desk)."""
-    wall = rng.uniform(0.35, 0.8, 3)
+    wall = rng.uniform(0.2, 0.45) * rng.uniform(0.8, 1.2, 3)
     img = wall * (1 + 0.25 * (YY / H - 0.5))[..., None]
     for _ in range(rng.integers(6, 10)):
         x0, y0 = rng.uniform(-10, W), rng.uniform(-10, H)
         x1, y1 = x0 + rng.uniform(8, 45), y0 + rng.uniform(6, 40)
-        paint(img, box(x0, y0, x1, y1), rng.uniform(0.05, 0.95, 3))
+        paint(img, box(x0, y0, x1, y1), rng.uniform(0.05, 0.55, 3))
         if rng.random() < 0.5:  # shelves or blinds: stripes inside the box
             stripes = box(x0, y0, x1, y1) & (np.sin(YY * rng.uniform(0.8, 2.0)) > 0.6)
-            paint(img, stripes, rng.uniform(0.05, 0.95, 3))
+            paint(img, stripes, rng.uniform(0.05, 0.55, 3))
     paint(img, YY > H - rng.uniform(8, 20), rng.uniform(0.2, 0.7, 3))  # the desk
     return img
 
@@ -118,7 +120,7 @@ def clutter(img, rng):
     for _ in range(rng.integers(3, 7)):
         x, y, r = rng.uniform(0, W), rng.uniform(0, H), rng.uniform(2, 9)
         shape = ellipse(x, y, r, r * rng.uniform(0.5, 1.5)) if rng.random() < 0.5 else box(x, y, x + 2 * r, y + r)
-        paint(img, shape, rng.uniform(0.0, 1.0, 3))
+        paint(img, shape, rng.uniform(0.0, 0.6, 3))
     u, v = local(rng.uniform(0, W), rng.uniform(0, H), rng.uniform(0, np.pi))
     paint(img, (abs(v) < 0.6) & (abs(u) < 40), rng.uniform(0, 0.4, 3))
     return img * rng.uniform(0.85, 1.15)
@@ -156,11 +158,12 @@ def write_subject(folder, rng, n_frames):
     folder.mkdir(parents=True)
     (folder / "rgb.cal").write_text(calibration_text())
     background = room(rng)
-    look = {"skin": SKIN[rng.integers(len(SKIN))], "hair": HAIR[rng.integers(len(HAIR))],
-            "shirt": rng.uniform(0.05, 0.95, 3)}
+    tone = rng.uniform()
+    look = {"skin": (1 - tone) * np.array(SKIN[0]) + tone * np.array(SKIN[1]),
+            "hair": HAIR[rng.integers(len(HAIR))], "shirt": rng.uniform(0.05, 0.5, 3)}
     number = int(rng.integers(3, 8))
     for _ in range(n_frames):
-        z = rng.uniform(750, 1150)
+        z = rng.uniform(600, 950)
         row, col = rng.uniform(20, H - 26), rng.uniform(22, W - 22)  # where the head centre will appear
         centre = np.array([(col - CX) * z / FX, (row - CY) * z / FY, z])
         angles = np.radians(rng.uniform(-1, 1, 3) * (45, 30, 20))  # yaw, pitch, roll
@@ -174,13 +177,15 @@ def write_subject(folder, rng, n_frames):
 def main():
     """Parse the command line and (re)write the whole dataset folder."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=40, help="frames per subject")
+    parser.add_argument("--frames", type=int, default=20, help="frames per subject (twice as many for subject 13)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "biwi_head_pose_tiny")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     for k, subject in enumerate(SUBJECTS):
-        write_subject(args.out / subject, np.random.default_rng([SEED, k]), args.frames)
-    print(f"wrote {len(SUBJECTS)} subjects x {args.frames} frames to {args.out}")
+        n_frames = 2 * args.frames if subject == VALID_SUBJECT else args.frames
+        write_subject(args.out / subject, np.random.default_rng([SEED, k]), n_frames)
+    print(f"wrote {len(SUBJECTS)} subjects, {args.frames} frames each ({2 * args.frames} for {VALID_SUBJECT}), "
+          f"to {args.out}")
 
 
 if __name__ == "__main__":
