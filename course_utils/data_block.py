@@ -453,6 +453,8 @@ class TargetList(ItemList):
         """An empty target list that decodes like the exported one."""
         return cls([], path=path, **state)
 
+    is_regression = False  # True for continuous targets (floats, points): the model's head starts at zero
+
     def transform_target(self, y, plan):
         """Move the target with an image transform (`tfm_y=True`): masks and points override this."""
         return y
@@ -584,6 +586,8 @@ class MultiCategoryList(CategoryList):
 
 class FloatList(TargetList):
     """Regression targets (one or more floats per item); the loss is mean squared error."""
+
+    is_regression = True
 
     @classmethod
     def from_labels(cls, labels, x, **kwargs):

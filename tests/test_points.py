@@ -99,6 +99,10 @@ def test_cnn_learner_on_points_is_a_regression_with_flattened_mse(dots_path):
     assert yb.shape == (4, 1, 2)
     pred = learn.model.eval()(xb)
     assert pred.shape == (4, 2)
+    assert torch.equal(pred, torch.zeros(4, 2))  # a regression head starts at the image centre, not at noise
+    with torch.no_grad():
+        learn.model[-1][-1].weight.normal_()
+    pred = learn.model(xb)
     torch.testing.assert_close(learn.loss_func(pred, yb), ((pred - yb.view(4, 2)) ** 2).mean())
     assert data.train_ds.y.activation(pred) is pred  # no sigmoid/softmax: the outputs are the coordinates
 

@@ -208,6 +208,8 @@ class PointsLabelList(TargetList):
     [-1, 1]; the model has 2n outputs and the loss is the mean squared error over all coordinates.
     `decode` and `predict_result` turn [-1, 1] coordinates back into pixels."""
 
+    is_regression = True
+
     @classmethod
     def from_labels(cls, labels, x, **kwargs) -> "PointsLabelList":
         pts = [_as_points(o, x, i) for i, o in enumerate(labels)]

