@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from course_utils.vision import ImageList, PointsItemList, SegmentationItemList, get_transforms
-from course_utils.vision.batch import augment_batch, batch_grid, lighting_batch, plan_params, resample_batch
+from course_utils.vision.batch import augment_batch, batch_grid, lighting_lut, plan_params, resample_batch, to_float_lit
 from course_utils.vision.transforms import ResizeMethod, sample_plan
 
 STRONG = get_transforms(flip_vert=True, max_rotate=30, max_zoom=1.5, max_lighting=0.4, max_warp=0.3,
@@ -67,10 +67,23 @@ def test_identity_draws_skip_the_resample_and_unlit_images_are_untouched():
     x, grid = augment_batch(pixels, aug, torch.full((3, 2), float("nan")))
     assert grid is None and torch.equal(x, pixels.float() / 255)
     light = torch.tensor([[float("nan"), float("nan")], [0.7, float("nan")], [float("nan"), 1.5]])
-    lit = lighting_batch(x, light)
+    lit = to_float_lit(pixels, light)
     assert torch.equal(lit[0], x[0])
     assert lit[1].mean() > x[1].mean()  # brightness 0.7 brightens
     assert (lit[2] - lit[2].mean()).abs().mean() > (x[2] - x[2].mean()).abs().mean()  # contrast 1.5 spreads
+    lut = lighting_lut(light)
+    assert torch.equal(lut[0], torch.arange(256) / 255) and (lut[1:].diff(dim=1) >= 0).all()  # curves keep order
+
+
+def test_the_affine_fast_path_and_the_perspective_path_give_the_same_grid():
+    """Without a warp the grid comes from torch's affine_grid; the general (perspective) formula must agree."""
+    plans = [sample_plan(STRONG, (30, 40), (24, 32), None, train=True, rng=np.random.default_rng(k)) for k in range(6)]
+    aug = torch.stack([plan_params(p)["aug"] for p in plans])
+    aug[:, 2] = torch.tensor([0.0, 0.0, 1.0])  # drop the perspective row: an affine batch
+    fast = batch_grid(aug, (24, 32))
+    tilted = aug.clone()
+    tilted[0, 2, 0] = 1e-30  # a negligible perspective term forces the general path
+    torch.testing.assert_close(batch_grid(tilted, (24, 32)), fast, atol=1e-5, rtol=0)
 
 
 def _dataset(tmp_path, kind):

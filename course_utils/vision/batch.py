@@ -5,8 +5,9 @@ window and draws the random transform; what it returns is uint8 pixels plus each
 
     {"pixels": uint8 (3, h, w), "aug": float32 (3, 3), "light": float32 (2,)}
 
-`augment_batch` then turns the stacked batch into float images with one `grid_sample` for all of
-them (each image through its own 3x3 matrix) and the lighting as a few element-wise operations. On a
+`augment_batch` then turns the stacked batch into float images: the lighting as one table lookup per
+pixel (a 256-entry curve per image), then one `grid_sample` for all of them (each image through its own
+3x3 matrix). On a
 GPU this takes a fraction of a millisecond and keeps the CPU free for decoding; on a CPU it is one
 large, multi-threaded operation instead of many small ones. Masks go through the same grids with
 nearest-neighbour sampling; points are moved per item (a 3x3 product per point), by the same matrices.
@@ -19,9 +20,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .transforms import TransformPlan
+from .transforms import TransformPlan, lighting_curve
 
-__all__ = ["plan_params", "batch_grid", "resample_batch", "lighting_batch", "augment_batch"]
+__all__ = ["plan_params", "batch_grid", "resample_batch", "lighting_lut", "to_float_lit",
+           "augment_batch"]
 
 
 def plan_params(plan: TransformPlan) -> dict:
@@ -40,10 +42,16 @@ def batch_grid(aug: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
     h, w = size
     ys = (torch.arange(h, dtype=aug.dtype, device=aug.device) * 2 + 1) / h - 1  # pixel centres, align_corners=False
     xs = (torch.arange(w, dtype=aug.dtype, device=aug.device) * 2 + 1) / w - 1
+    if bool((aug[:, 2] == eye[2]).all()):  # no perspective warp: each coordinate is a row term plus a column term
+        grid = torch.empty(aug.shape[0], h, w, 2, dtype=aug.dtype, device=aug.device)
+        for k in range(2):  # (several times faster than affine_grid's batched matmul on a CPU)
+            torch.add((aug[:, k, 1:2] * ys + aug[:, k, 2:3])[:, :, None], (aug[:, k, 0:1] * xs)[:, None, :],
+                      out=grid[..., k])
+        return grid
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    base = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(1, h * w, 3)
-    pts = base @ aug.transpose(1, 2)  # (B, h*w, 3): every output pixel's place in its input window
-    return (pts[..., :2] / pts[..., 2:]).reshape(-1, h, w, 2)
+    m = aug[:, :, :, None, None]  # (B, 3, 3, 1, 1): each output pixel's place in its window, divided through
+    pts = m[:, :, 0] * gx + m[:, :, 1] * gy + m[:, :, 2]  # (B, 3, h, w)
+    return (pts[:, :2] / pts[:, 2:]).permute(0, 2, 3, 1)
 
 
 def resample_batch(x: torch.Tensor, grid: torch.Tensor | None, mode: str = "bilinear") -> torch.Tensor:
@@ -53,24 +61,29 @@ def resample_batch(x: torch.Tensor, grid: torch.Tensor | None, mode: str = "bili
     return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode="reflection", align_corners=False)
 
 
-def lighting_batch(x: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
-    """Brightness and contrast per image in logit space (as the lesson's library did); `light` is (B, 2) of
-    (brightness, contrast) with NaN where nothing was drawn. Images without lighting are returned untouched."""
-    brightness, contrast = light[:, 0], light[:, 1]
+def lighting_lut(light: torch.Tensor) -> torch.Tensor:
+    """(B, 256) float32: what each uint8 value becomes in each image, lighting included (/255 when unlit)."""
+    v = torch.arange(256, dtype=torch.float32, device=light.device) / 255
+    brightness, contrast = light[:, 0:1], light[:, 1:2]
     lit = ~(brightness.isnan() & contrast.isnan())
-    if not bool(lit.any()):
-        return x
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    b = brightness.nan_to_num(0.5).clamp(1e-6, 1 - 1e-6)
-    logit = torch.logit(x.clamp(1e-4, 1 - 1e-4)) * contrast.nan_to_num(1.0).view(shape)
-    out = torch.sigmoid(logit + torch.log(b / (1 - b)).view(shape))
-    return torch.where(lit.view(shape), out, x)
+    curve = lighting_curve(v, brightness.nan_to_num(0.5), contrast.nan_to_num(1.0))
+    return torch.where(lit, curve, v)
+
+
+def to_float_lit(pixels: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, h, w) -> float in [0, 1] with each image's lighting: one table lookup per pixel (lighting
+    is per pixel, so it can come before the resample; a lookup is several times cheaper than logit/sigmoid)."""
+    if bool(light.isnan().all()):
+        return pixels.float().div_(255)
+    lut = lighting_lut(light)
+    flat = pixels.reshape(pixels.shape[0], -1).long()
+    return torch.gather(lut, 1, flat).view(pixels.shape)
 
 
 def augment_batch(pixels: torch.Tensor, aug: torch.Tensor, light: torch.Tensor):
-    """uint8 windows (B, 3, h, w) -> augmented float images in [0, 1], with one resample for the whole batch.
+    """uint8 windows (B, 3, h, w) -> augmented float images in [0, 1]: lighting by table lookup, then one
+    resample for the whole batch.
 
     Returns (images, grid); pass the grid to `resample_batch(..., mode='nearest')` to move masks the same way."""
     grid = batch_grid(aug, tuple(pixels.shape[-2:]))
-    x = resample_batch(pixels.float().div_(255), grid)
-    return lighting_batch(x, light), grid
+    return resample_batch(to_float_lit(pixels, light), grid), grid

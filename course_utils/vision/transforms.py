@@ -71,12 +71,12 @@ def dihedral_matrix(k: int) -> np.ndarray:
 
 
 def rotation_matrix(degrees: float, out_size: tuple[int, int]) -> np.ndarray:
-    """Rotation about the centre, in pixel units so non-square images are not sheared."""
+    """Rotation about the centre, in pixel units so non-square images are not sheared (the rotation
+    conjugated by the scaling to pixels: diag(2/w, 2/h) @ R @ diag(w/2, h/2))."""
     th, tw = out_size
-    to_px = np.diag([tw / 2, th / 2, 1.0])
     a = math.radians(degrees)
-    rot = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
-    return np.linalg.inv(to_px) @ rot @ to_px
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s * th / tw, 0.0], [s * tw / th, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def zoom_matrix(scale: float, cx: float, cy: float) -> np.ndarray:
@@ -94,6 +94,15 @@ def warp_matrix(mx: float, my: float) -> np.ndarray:
         b += [u, v]
     h = np.linalg.solve(np.array(a, dtype=float), np.array(b, dtype=float))
     return np.append(h, 1.0).reshape(3, 3)
+
+
+def lighting_curve(v: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """Brightness and contrast in logit space, as the lesson's library did: sigmoid(logit(v) * contrast +
+    logit(brightness)), broadcast over v; brightness 0.5 and contrast 1 leave v (almost: it is clamped to
+    [1e-4, 1 - 1e-4] first)."""
+    b = brightness.clamp(1e-6, 1 - 1e-6)
+    return torch.sigmoid(torch.logit(v.clamp(1e-4, 1 - 1e-4)) * contrast + torch.log(b / (1 - b)))
+
 
 
 # --- a sampled transform -----------------------------------------------------------------
@@ -145,17 +154,15 @@ class TransformPlan:
         return x[:, rows][:, :, cols]
 
     def apply_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Transform one resized float image (C, h, w) in [0, 1]: the window, the random geometry with one bilinear
-        resample, then lighting. The reference for `vision/batch.py`, which does the same for a whole batch."""
-        x = self._geometry(self.window(x), "bilinear")
+        """Transform one resized float image (C, h, w) in [0, 1]: the window, lighting (per pixel, so before the
+        geometry), then the random geometry with one bilinear resample. The reference for `vision/batch.py`,
+        which does the same for a whole batch."""
+        x = self.window(x)
         if self.brightness is not None or self.contrast is not None:
-            logit = torch.logit(x.clamp(1e-4, 1 - 1e-4))  # lighting works in logit space, as in the lesson
-            if self.contrast is not None:
-                logit = logit * self.contrast
-            if self.brightness is not None:
-                logit = logit + math.log(self.brightness / (1 - self.brightness))
-            x = torch.sigmoid(logit)
-        return x
+            b = torch.tensor(0.5 if self.brightness is None else self.brightness)
+            c = torch.tensor(1.0 if self.contrast is None else self.contrast)
+            x = lighting_curve(x, b, c)  # logit space, as in the lesson
+        return self._geometry(x, "bilinear")
 
     def apply_mask(self, m: torch.Tensor) -> torch.Tensor:
         """Transform a resized integer mask (1, h, w) with nearest-neighbour sampling: no invented class ids."""
