@@ -255,6 +255,15 @@ class Learner:
         """Back to plain float32 training."""
         return self._set_precision(None)
 
+    def to_channels_last(self, enable: bool = True) -> "Learner":
+        """Keep the model's 4-D weights (and so its activations) in channels_last memory order, which the
+        bf16/fp16 convolution kernels of recent CPUs and GPUs prefer. Measure it (`python -m
+        course_utils.bench`): on the 2-core CPU here it sped up resnet18 in bf16 at 128 px and slowed it at
+        64 px. `enable=False` goes back to the usual order. Saved weights are the same either way."""
+        fmt = torch.channels_last if enable else torch.contiguous_format
+        self.model.to(memory_format=fmt)
+        return self
+
     def _set_precision(self, dtype: torch.dtype | None) -> "Learner":
         self.callbacks = [c for c in self.callbacks if not isinstance(c, MixedPrecision)]
         if dtype is not None:

@@ -56,3 +56,16 @@ def test_to_fp16_on_cpu_warns_and_falls_back_to_bf16(tiny_learner):
     assert [c.dtype for c in _amp_callbacks(tiny_learner)] == [torch.bfloat16]
     tiny_learner.fit(1, 1e-2, progress=False)
     assert all(torch.isfinite(torch.tensor(tiny_learner.recorder.losses)))
+
+
+def test_to_channels_last_changes_the_memory_order_not_the_results(colour_data):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, colour_data.c))
+    learn = Learner(colour_data, model)
+    xb, _ = colour_data.one_batch()
+    before = learn.model.eval()(xb)
+    conv = learn.model[0]
+    learn.to_channels_last()
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    torch.testing.assert_close(learn.model(xb), before, atol=1e-5, rtol=1e-4)
+    learn.to_channels_last(False)
+    assert conv.weight.is_contiguous()
