@@ -84,6 +84,8 @@ def test_the_affine_fast_path_and_the_perspective_path_give_the_same_grid():
     tilted = aug.clone()
     tilted[0, 2, 0] = 1e-30  # a negligible perspective term forces the general path
     torch.testing.assert_close(batch_grid(tilted, (24, 32)), fast, atol=1e-5, rtol=0)
+    reference = torch.nn.functional.affine_grid(aug[:, :2], [6, 1, 24, 32], align_corners=False)
+    torch.testing.assert_close(fast, reference, atol=1e-6, rtol=0)  # the same pixel-centre convention as torch
 
 
 def _dataset(tmp_path, kind):
