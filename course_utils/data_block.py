@@ -745,8 +745,8 @@ class DataBunch:
     def _loader(self, ds: LabelList, bs: int, shuffle: bool) -> DeviceDataLoader:
         shuffle = shuffle and len(ds) > 0
         batched = self.batch_tfms and hasattr(ds.x, "prepare_tfms")
-        dl = DataLoader(PreparedItems(ds) if batched else ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
-                        persistent_workers=self.num_workers > 0 and len(ds) > 0,
+        dl = DataLoader(PreparedItems(ds) if batched else ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle,
+                        num_workers=self.num_workers, persistent_workers=self.num_workers > 0 and len(ds) > 0,
                         pin_memory=self.device.type == "cuda")
         return DeviceDataLoader(dl, self, ds)
 
@@ -759,8 +759,9 @@ class DataBunch:
         `prepare_tfms` arrive as a dict) and normalise x."""
         y = y.to(self.device, non_blocking=True)
         if isinstance(x, dict):
+            ds = ds or self.train_ds
             x = {k: v.to(self.device, non_blocking=True) for k, v in x.items()}
-            x, y = (ds or self.train_ds).x.batch_tfms(x, y, (ds or self.train_ds).y)
+            x, y = ds.x.batch_tfms(x, y, ds.y)
         else:
             x = x.to(self.device, non_blocking=True)
         return (self.norm.encode(x) if self.norm is not None else x), y

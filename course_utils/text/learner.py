@@ -144,13 +144,8 @@ def language_model_learner(data: TextLMDataBunch, arch=AWD_LSTM, config: dict | 
     last layer group (the embedding and decoder)."""
     _arch_check(arch)
     model = get_language_model(len(data.vocab), config, drop_mult)
-    if pretrained:
-        load_wt103(model, data.vocab.itos, pretrained_fnames)
-    learn = LanguageLearner(data, model, metrics=[accuracy] if metrics is None else metrics,
-                            layer_groups=lm_layer_groups(model), callbacks=[RNNRegularizer()], **kwargs)
-    if pretrained:
-        learn.freeze()
-    return learn
+    return _awd_lstm_learner(LanguageLearner, data, model, lm_layer_groups(model), pretrained, pretrained_fnames,
+                             metrics, **kwargs)
 
 
 def text_classifier_learner(data: TextClasDataBunch, arch=AWD_LSTM, config: dict | None = None,
@@ -162,10 +157,18 @@ def text_classifier_learner(data: TextClasDataBunch, arch=AWD_LSTM, config: dict
     concat-pooling head. Load the fine-tuned language model's encoder with `load_encoder`."""
     _arch_check(arch)
     model = get_text_classifier(len(data.vocab), data.c, config, drop_mult, bptt, max_len, lin_ftrs, ps)
+    return _awd_lstm_learner(RNNLearner, data, model, clas_layer_groups(model), pretrained, pretrained_fnames,
+                             metrics, **kwargs)
+
+
+def _awd_lstm_learner(cls: type, data, model, layer_groups, pretrained: bool, pretrained_fnames, metrics,
+                      **kwargs) -> RNNLearner:
+    """What both builders share: WT103 weights if `pretrained` (then frozen to the last group), accuracy by
+    default, the AR/TAR regulariser."""
     if pretrained:
         load_wt103(model, data.vocab.itos, pretrained_fnames)
-    learn = RNNLearner(data, model, metrics=[accuracy] if metrics is None else metrics,
-                       layer_groups=clas_layer_groups(model), callbacks=[RNNRegularizer()], **kwargs)
+    learn = cls(data, model, metrics=[accuracy] if metrics is None else metrics, layer_groups=layer_groups,
+                callbacks=[RNNRegularizer()], **kwargs)
     if pretrained:
         learn.freeze()
     return learn

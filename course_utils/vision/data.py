@@ -29,6 +29,7 @@ class ImageList(ItemList):
     """Image files; `get` opens one lazily, `apply_tfms` decodes, resizes and augments it."""
 
     extensions = image_extensions
+    tfm_y_default = False  # whether targets follow the image when `transform` is not told (masks always do)
 
     def _check_items(self) -> None:
         missing = [p for p in self.items if not p.is_file()]
@@ -89,33 +90,35 @@ class ImageList(ItemList):
         return ImageTransforms(**state)
 
     def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
-                   resize_method: str | None = None, tfm_y: bool = False, train: bool = True, cache: bool = False):
+                   resize_method: str | None = None, tfm_y: bool | None = None, train: bool = True,
+                   cache: bool = False):
         """Decode, resize and (on training items) augment one image; with `tfm_y`, move its target the same way.
 
         With `cache`, the decoded, resized pixels are kept for later epochs and stages (see vision/cache.py).
         This is the one-item path (`ds[i]`, `predict`); DataLoaders split it into `prepare_tfms` per item and
         `batch_tfms` per batch, which give the same result."""
-        self._check_target(img, y, y_list, tfm_y)
-        plan = self._draw_plan(img, y if tfm_y else None, y_list, tfms, size, resize_method, train)
-        x = plan.apply_image(self._decode(img, plan, size, resize_method, cache).float().div_(255))
-        if tfm_y:
-            y = y_list.transform_target(y, plan)
-        return x, y
+        plan, pixels, tfm_y = self._plan_and_pixels(img, y, y_list, tfms, size, resize_method, tfm_y, train, cache)
+        x = plan.apply_image(pixels.float().div_(255))
+        return x, (y_list.transform_target(y, plan) if tfm_y else y)
 
     def prepare_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
-                     resize_method: str | None = None, tfm_y: bool = False, train: bool = True, cache: bool = False):
+                     resize_method: str | None = None, tfm_y: bool | None = None, train: bool = True,
+                     cache: bool = False):
         """The per-item half of the transforms when whole batches are augmented (vision/batch.py): decode (or
         read the cache), resize, cut out the window and draw the random transform, but resample nothing.
 
         Returns ({"pixels": uint8 (3, h, w), "aug": (3, 3), "light": (2,)}, target): the target is moved
         completely if it is points, and only resized and windowed if it is a mask (`batch_tfms` does the rest)."""
+        plan, pixels, tfm_y = self._plan_and_pixels(img, y, y_list, tfms, size, resize_method, tfm_y, train, cache)
+        x = {"pixels": plan.window(pixels).contiguous(), **plan_params(plan)}
+        return x, (y_list.prepare_target(y, plan) if tfm_y else y)
+
+    def _plan_and_pixels(self, img, y, y_list: TargetList, tfms, size, resize_method, tfm_y, train, cache):
+        """What both paths start with: check the target, draw the plan, decode and resize (uint8 (3, h, w))."""
+        tfm_y = self.tfm_y_default if tfm_y is None else tfm_y
         self._check_target(img, y, y_list, tfm_y)
         plan = self._draw_plan(img, y if tfm_y else None, y_list, tfms, size, resize_method, train)
-        x = {"pixels": plan.window(self._decode(img, plan, size, resize_method, cache)).contiguous(),
-             **plan_params(plan)}
-        if tfm_y:
-            y = y_list.prepare_target(y, plan)
-        return x, y
+        return plan, self._decode(img, plan, size, resize_method, cache), tfm_y
 
     def batch_tfms(self, x: dict, y: torch.Tensor, y_list: TargetList):
         """The per-batch half: every image's random geometry in one resample, lighting, and masks moved alike."""
@@ -477,14 +480,10 @@ class SegmentationItemList(ImageList):
     """Images whose targets are masks (`label_from_func(get_y_fn, classes=codes)`); masks always move with
     their image, so `transform(tfms, size=...)` applies the same random transform to both."""
 
+    tfm_y_default = True
+
     def _label_cls(self, labels, kwargs) -> type:
         return SegmentationLabelList
-
-    def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, tfm_y: bool = True, **kwargs):
-        return super().apply_tfms(img, y, y_list, tfms, tfm_y=tfm_y, **kwargs)
-
-    def prepare_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, tfm_y: bool = True, **kwargs):
-        return super().prepare_tfms(img, y, y_list, tfms, tfm_y=tfm_y, **kwargs)
 
     def _check_target(self, img, y, y_list: TargetList, tfm_y: bool) -> None:
         if isinstance(y_list, SegmentationLabelList) and y is not None:

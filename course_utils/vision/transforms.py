@@ -104,7 +104,6 @@ def lighting_curve(v: torch.Tensor, brightness: torch.Tensor, contrast: torch.Te
     return torch.sigmoid(torch.logit(v.clamp(1e-4, 1 - 1e-4)) * contrast + torch.log(b / (1 - b)))
 
 
-
 # --- a sampled transform -----------------------------------------------------------------
 @dataclass
 class TransformPlan:
