@@ -13,7 +13,6 @@ import math
 import os
 import pickle
 import tempfile
-import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .amp import MixedPrecision
+from .amp import MixedPrecision, choose_precision
 from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder
 from .data_block import DataBunch
 from .guard import NaNGuard
@@ -77,6 +76,7 @@ class Learner:
         for cb in self.callbacks:
             cb.learn = self
         self.amp_dtype, self.training, self.skipped_steps = None, False, 0
+        self.precision, self._precision_said = None, None
         self.create_opt()
 
     # --- optimizer and layer groups --------------------------------------------------------
@@ -238,18 +238,23 @@ class Learner:
         return self._validate()
 
     # --- mixed precision ------------------------------------------------------------------------
-    def to_fp16(self) -> "Learner":
-        """Train in float16 mixed precision with dynamic loss scaling (CUDA); on other devices, bf16."""
-        if self.data.device.type != "cuda":
-            warnings.warn(f"fp16 mixed precision needs a CUDA GPU; on {self.data.device.type} using bf16 instead.")
-            return self.to_bf16()
-        return self._set_precision(torch.float16)
+    def to_fp16(self, force: bool = False) -> "Learner":
+        """Mixed precision where it is faster: fp16 with loss scaling on a GPU (CUDA, MPS), bf16 on a CPU with
+        native bf16, plain fp32 elsewhere. Prints what it chose; `force=True` insists on fp16 (see `choose_precision`)."""
+        return self._choose_precision(torch.float16, force)
 
-    def to_bf16(self) -> "Learner":
-        """Train in bfloat16 mixed precision (CPU, or a GPU that supports it); weights stay float32."""
-        if self.data.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise RuntimeError("This GPU does not support bf16; use learn.to_fp16() instead.")
-        return self._set_precision(torch.bfloat16)
+    def to_bf16(self, force: bool = False) -> "Learner":
+        """bf16 mixed precision where the hardware has it (weights stay float32); otherwise the fastest
+        alternative, said in one line. `force=True` runs bf16 anyway, e.g. to measure emulated bf16 on a CPU."""
+        return self._choose_precision(torch.bfloat16, force)
+
+    def _choose_precision(self, wanted: torch.dtype, force: bool) -> "Learner":
+        choice = choose_precision(self.data.device, wanted, force)
+        if choice.reason != self._precision_said:
+            print(choice.reason)  # once per learner and decision, not every time a notebook cell re-runs it
+            self._precision_said = choice.reason
+        self.precision = choice
+        return self._set_precision(choice.dtype)
 
     def to_fp32(self) -> "Learner":
         """Back to plain float32 training."""

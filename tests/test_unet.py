@@ -129,7 +129,7 @@ def _amp_callbacks(learn):
 
 
 def test_to_bf16_on_cpu_lowers_the_loss_and_keeps_float32_weights(camvid_data, tmp_path):
-    learn = unet_learner(camvid_data, models.resnet18, pretrained=False, path=tmp_path).to_bf16()
+    learn = unet_learner(camvid_data, models.resnet18, pretrained=False, path=tmp_path).to_bf16(force=True)
     before = learn.validate()["valid_loss"]
     learn.fit(3, 1e-3, progress=False)
     assert learn.validate()["valid_loss"] < 0.8 * before
@@ -137,11 +137,11 @@ def test_to_bf16_on_cpu_lowers_the_loss_and_keeps_float32_weights(camvid_data, t
     assert learn.to_fp32() is learn and _amp_callbacks(learn) == []
 
 
-def test_to_fp16_on_cpu_warns_and_uses_bf16(camvid_data, tmp_path):
-    learn = unet_learner(camvid_data, models.resnet18, pretrained=False, path=tmp_path)
-    with pytest.warns(UserWarning, match="bf16"):
-        learn.to_fp16()
-    assert [c.dtype for c in _amp_callbacks(learn)] == [torch.bfloat16]
+def test_to_fp16_on_a_cpu_without_native_bf16_stays_in_fp32(camvid_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("course_utils.amp.cpu_has_native_bf16", lambda: False)
+    learn = unet_learner(camvid_data, models.resnet18, pretrained=False, path=tmp_path).to_fp16()
+    assert _amp_callbacks(learn) == [] and learn.precision.dtype is None
+    assert "no native bf16" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with loss scaling needs a CUDA GPU")
