@@ -404,6 +404,10 @@ class LabelLists:
         res.test.tfms, res.test.tfm_kwargs = self.valid.tfms, {**self.valid.tfm_kwargs}
         return res
 
+    def add_test_folder(self, test_folder: str = "test") -> "LabelLists":
+        """Add the files in `path/test_folder` (of the training items' kind) as the unlabelled test set."""
+        return self.add_test(type(self.train.x).from_folder(self.path / test_folder).items)
+
     def databunch(self, bs: int = 64, val_bs: int | None = None, num_workers: int | None = None,
                   device: torch.device | None = None, **kwargs) -> "DataBunch":
         """Wrap the sets in DataLoaders: training shuffled (last short batch dropped), validation in order.

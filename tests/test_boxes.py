@@ -231,15 +231,3 @@ def test_coco_tiny_is_in_coco_format_with_the_lessons_category_ids():
     assert len(images) >= 200 and all((coco / "train" / f).is_file() for f in images)
     assert sum(len(n) for _, n in labels) == len(data["annotations"])
     assert any(not n for _, n in labels)  # some rooms are empty
-
-
-def test_mnist_tiny_has_the_real_layout():
-    path = get_dataset("mnist_tiny", "tiny")
-    rows = (path / "labels.csv").read_text().splitlines()
-    assert rows[0] == "name,label"
-    for name, label in (r.split(",") for r in rows[1:]):
-        assert name.split("/")[1] == label and (path / name).is_file()
-    for folder in ("train/3", "train/7", "valid/3", "valid/7"):
-        with Image.open(next((path / folder).glob("*.png"))) as img:
-            assert img.size == (28, 28) and img.mode == "L"
-    assert len(rows) - 1 == sum(1 for _ in path.glob("[tv]*/[37]/*.png"))
