@@ -34,8 +34,8 @@ SEED = 42
 def three(rng):
     """A 3 as a polyline in a unit box centred on 0 (y down): two bowls meeting in the middle."""
     top_r, bottom_r = rng.uniform(0.26, 0.34), rng.uniform(0.30, 0.38)
-    top = [(top_r * np.cos(a), -top_r + top_r * np.sin(a)) for a in np.linspace(np.radians(200), np.radians(450), 30)]
-    bottom = [(bottom_r * np.cos(a), bottom_r * np.sin(a) + 0.05) for a in np.linspace(np.radians(-90), np.radians(160), 30)]
+    top = [(top_r * np.cos(a), top_r * (np.sin(a) - 1)) for a in np.radians(np.linspace(200, 450, 30))]
+    bottom = [(bottom_r * np.cos(a), bottom_r * np.sin(a) + 0.05) for a in np.radians(np.linspace(-90, 160, 30))]
     return [top, [(x * 0.9, y) for x, y in bottom]]
 
 

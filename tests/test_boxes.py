@@ -67,7 +67,8 @@ def test_boxes_partly_out_of_view_are_clipped_and_boxes_fully_out_are_dropped():
     # ...and a box left of column 25 entirely disappears
     assert _moved([10, 0, 30, 40], (100, 200), size=50) == []
     # zoom x2 towards the right: the box now starts left of the image, and is clipped to it
-    np.testing.assert_allclose(_moved([40, 40, 60, 60], (100, 100), zoom_matrix(2, 0.5, 0)), [[30, 0, 70, 20]], atol=1e-4)
+    np.testing.assert_allclose(_moved([40, 40, 60, 60], (100, 100), zoom_matrix(2, 0.5, 0)), [[30, 0, 70, 20]],
+                               atol=1e-4)
     assert _moved([0, 0, 10, 10], (100, 100), zoom_matrix(2, 0, 0)) == []  # pushed out past the corner
 
 

@@ -31,7 +31,7 @@ from .image import show_image
 from .transforms import TransformPlan
 
 __all__ = ["get_annotations", "ObjectItemList", "ObjectCategoryList", "bb_pad_collate", "move_boxes",
-           "show_boxes", "BACKGROUND"]
+           "unit_to_pixels", "show_boxes", "BACKGROUND"]
 
 BACKGROUND = "background"  # class id 0: what `bb_pad_collate` pads with
 
