@@ -404,6 +404,10 @@ class LabelLists:
         res.test.tfms, res.test.tfm_kwargs = self.valid.tfms, {**self.valid.tfm_kwargs}
         return res
 
+    def add_test_folder(self, test_folder: str = "test") -> "LabelLists":
+        """Add the files in `path/test_folder` (of the training items' kind) as the unlabelled test set."""
+        return self.add_test(type(self.train.x).from_folder(self.path / test_folder).items)
+
     def databunch(self, bs: int = 64, val_bs: int | None = None, num_workers: int | None = None,
                   device: torch.device | None = None, **kwargs) -> "DataBunch":
         """Wrap the sets in DataLoaders: training shuffled (last short batch dropped), validation in order.
@@ -703,6 +707,13 @@ class Normalize:
         return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
 
 
+def _to_device(y, device: torch.device):
+    """A target batch on `device`: a tensor, or a tuple of them (bounding boxes: (boxes, class ids))."""
+    if isinstance(y, (tuple, list)):
+        return type(y)(_to_device(t, device) for t in y)
+    return y.to(device, non_blocking=True)
+
+
 class DeviceDataLoader:
     """A DataLoader whose batches arrive on the device, transformed and normalised: iterate it for (x, y)."""
 
@@ -727,7 +738,7 @@ class DataBunch:
 
     def __init__(self, train_ds: LabelList, valid_ds: LabelList, test_ds: LabelList | None = None, bs: int = 64,
                  val_bs: int | None = None, num_workers: int | None = None, device: torch.device | None = None,
-                 path: str | Path = ".", batch_tfms: bool = True):
+                 path: str | Path = ".", batch_tfms: bool = True, collate_fn: Callable | None = None):
         if 0 < len(train_ds) < bs:
             raise ValueError(f"The training set has {len(train_ds)} items, fewer than one batch (bs={bs}); "
                              "lower `bs` so that at least one full batch fits.")
@@ -737,6 +748,7 @@ class DataBunch:
         self.device = device or default_device()
         self.path = Path(path)
         self.batch_tfms = batch_tfms
+        self.collate_fn = collate_fn or getattr(train_ds.y, "collate_fn", None)  # boxes pad; others stack
         self.norm: Normalize | None = None
         self.train_dl = self._loader(train_ds, bs, shuffle=True)
         self.valid_dl = self._loader(valid_ds, self.val_bs, shuffle=False)
@@ -746,7 +758,7 @@ class DataBunch:
         shuffle = shuffle and len(ds) > 0
         batched = self.batch_tfms and hasattr(ds.x, "prepare_tfms")
         dl = DataLoader(PreparedItems(ds) if batched else ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle,
-                        num_workers=self.num_workers, persistent_workers=self.num_workers > 0 and len(ds) > 0,
+                        num_workers=self.num_workers, collate_fn=self.collate_fn, persistent_workers=self.num_workers > 0 and len(ds) > 0,
                         pin_memory=self.device.type == "cuda")
         return DeviceDataLoader(dl, self, ds)
 
@@ -757,7 +769,7 @@ class DataBunch:
     def process_batch(self, x, y: torch.Tensor, ds: LabelList | None = None):
         """Move a collated batch to the device, finish its transforms there (items prepared by
         `prepare_tfms` arrive as a dict) and normalise x."""
-        y = y.to(self.device, non_blocking=True)
+        y = _to_device(y, self.device)
         if isinstance(x, dict):
             ds = ds or self.train_ds
             x = {k: v.to(self.device, non_blocking=True) for k, v in x.items()}
@@ -798,7 +810,7 @@ class DataBunch:
     def show_batch(self, rows: int = 3, ds_type: str = "train", **kwargs) -> None:
         """Show a grid of inputs with their labels (how depends on the item type)."""
         x, y = self.one_batch(ds_type, denorm=True)
-        self.train_ds.x.show_xys(x.cpu(), y.cpu(), self.train_ds.y, rows=rows, **kwargs)
+        self.train_ds.x.show_xys(x.cpu(), _to_device(y, torch.device("cpu")), self.train_ds.y, rows=rows, **kwargs)
 
     def one_item(self, item) -> torch.Tensor:
         """One raw item (e.g. an image path) as a normalised batch of one, with the validation transforms."""

@@ -107,6 +107,13 @@ DATASETS: dict[str, Dataset] = {
         sources=(Source(f"{S3}/fast-ai-modelzoo/wt103-fwd.tgz"),),
         folder="wt103-fwd", expect=("*.pth", "*.pkl"), weights=True,
         note="AWD-LSTM language model pretrained on WikiText-103 (weights + vocabulary)"),
+    # the data block tour's samples (lesson 3, 23:56-29:35)
+    "mnist_tiny": Dataset(
+        sources=(Source(f"{S3}/fast-ai-sample/mnist_tiny.tgz"),),
+        folder="mnist_tiny", expect=("train/3", "train/7", "valid/3", "valid/7", "labels.csv"), tiny="mnist_tiny"),
+    "coco_tiny": Dataset(
+        sources=(Source(f"{S3}/fast-ai-coco/coco_tiny.tgz"),),
+        folder="coco_tiny", expect=("train", "train.json"), tiny="coco_tiny"),
 }
 
 

@@ -1,5 +1,6 @@
 """Vision: image items, transforms and CNN learners (lesson 3's planet, camvid and head-pose)."""
 from .biwi import biwi_center
+from .boxes import ObjectItemList, bb_pad_collate, get_annotations, show_boxes
 from .data import ImageList, PointsItemList, imagenet_stats, show_points
 from .data import SegmentationItemList, open_mask, show_mask
 from .image import open_image, show_image
@@ -9,4 +10,5 @@ from .unet import unet_learner
 
 __all__ = ["ImageList", "imagenet_stats", "open_image", "show_image", "cnn_learner", "models",
            "ResizeMethod", "get_transforms", "PointsItemList", "show_points", "biwi_center",
-           "SegmentationItemList", "open_mask", "show_mask", "unet_learner"]
+           "SegmentationItemList", "open_mask", "show_mask", "unet_learner",
+           "ObjectItemList", "get_annotations", "bb_pad_collate", "show_boxes"]
