@@ -119,15 +119,15 @@ def _named(ds) -> tuple[list, list]:
 def finetune_data(learn: Learner, train: tuple[list, list], valid: tuple[list, list], bs: int = 16) -> DataBunch:
     """A DataBunch of raw items and label names, prepared exactly like the exported model's inputs (its
     classes, vocabulary and tokenizer, transforms, size and normalisation)."""
-    exported = learn.data
+    exported, text = learn.data, model_kind(learn) == "text"
     x0, y0 = exported.train_ds.x, exported.train_ds.y
     items = list(train[0]) + list(valid[0])
-    x = x0.new(items) if hasattr(x0, "text") else type(x0)(items, exported.path)
+    x = x0.new(items) if text else type(x0)(items, exported.path)  # a text list keeps its vocab and tokenizer
     n = len(train[0])
     kwargs = {"classes": exported.classes} if exported.classes is not None else {}
     src = x.split_by_idxs(range(n), range(n, len(items))).label_from_lists(train[1], valid[1], label_cls=type(y0),
                                                                            **kwargs)
-    if hasattr(x0, "text"):
+    if text:
         return src.databunch(bs=min(bs, n), num_workers=0, device=exported.device)
     tfm_kwargs = {**exported.valid_ds.tfm_kwargs, "cache": False}  # feedback images: nothing worth caching
     tfm_kwargs.pop("train", None)
@@ -151,8 +151,7 @@ def score(learn: Learner, data: DataBunch) -> tuple[str, float]:
         thresh = torch.as_tensor(saved.train_ds.y.thresh, dtype=preds.dtype)
         return "all tags right", float(((preds > thresh) == (targs > 0.5)).all(1).float().mean())
     if y.is_regression:
-        h, w = data.valid_ds.tfm_kwargs["size"] if isinstance(data.valid_ds.tfm_kwargs.get("size"), (tuple, list)) \
-            else (data.valid_ds.tfm_kwargs["size"],) * 2
+        h, w = data.valid_ds[0][0].shape[-2:]  # the model's input size
         half = torch.tensor([h / 2, w / 2])
         dist = ((preds.reshape(targs.shape) - targs) * half).norm(dim=-1).mean()
         return "mean point error (px)", float(dist)
@@ -189,7 +188,7 @@ def _new_export_path(export: str | Path, out: str | Path) -> Path:
     out, export = Path(out), Path(export)
     export = export / "export.pkl" if export.is_dir() else export
     if out.exists() or out.resolve() == export.resolve():
-        raise FileExistsError(f"{out} exists already; finetune never overwrites an export. Choose another --out.")
+        raise ValueError(f"{out} exists already; finetune never overwrites an export. Choose another --out.")
     return out
 
 
