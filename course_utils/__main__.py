@@ -4,6 +4,8 @@
     datasets [--dest DIR]        list the datasets with their local status: absent, partial, complete
     train --images DIR ...       train on your own images with the lesson's recipe, export the model
     predict MODEL IMAGE...       labels and probabilities from an exported model
+    serve EXPORT [--port 8000]   a web page over an exported model that collects corrections
+    finetune EXPORT --feedback DIR --out NEW   fine-tune an exported model on those corrections
 
 Each command is a subparser registered by its own `_add_<command>` function.
 """
@@ -15,6 +17,8 @@ from pathlib import Path
 
 from .download import DATASETS, DatasetError, dataset_root, dataset_status, download_dataset
 from .kaggle import KaggleError
+from .finetune import add_finetune_command
+from .serve.cli import add_serve_command
 from .train import add_predict_command, add_train_command
 
 
@@ -38,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_download(commands)
     _add_datasets(commands)
     _add_train_and_predict(commands)
+    add_serve_command(commands)
+    add_finetune_command(commands)
     return parser
 
 

@@ -841,7 +841,8 @@ class DataBunch:
     def export_state(self) -> dict:
         """Plain values describing how to turn a raw item into a model input and decode the output."""
         tfms = self.valid_ds.tfms, self.train_ds.tfms
-        return {"x_cls": type(self.train_ds.x).__name__, "y_cls": type(self.train_ds.y).__name__,
+        return {"bunch_cls": type(self).__name__,
+                "x_cls": type(self.train_ds.x).__name__, "y_cls": type(self.train_ds.y).__name__,
                 "y_state": self.train_ds.y.state(),
                 "tfms": [None if t is None else t.state() for t in tfms],
                 "tfm_kwargs": {k: v for k, v in self.valid_ds.tfm_kwargs.items() if k != "train"},
@@ -849,7 +850,10 @@ class DataBunch:
 
     @classmethod
     def from_state(cls, state: dict, path: Path, device: torch.device | None = None) -> "DataBunch":
-        """An empty DataBunch (inference only) rebuilt from `export_state`."""
+        """An empty DataBunch (inference only) rebuilt from `export_state`, of the exported DataBunch's type."""
+        own = _subclass(DataBunch, state.get("bunch_cls", cls.__name__))
+        if own is not cls:  # e.g. a text classifier's: it rebuilds its vocabulary and tokenizer too
+            return own.from_state(state, path, device)
         x_cls, y_cls = _subclass(ItemList, state["x_cls"]), _subclass(TargetList, state["y_cls"])
         y = y_cls.from_state(state["y_state"], path)
         sets = []

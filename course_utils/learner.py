@@ -432,11 +432,12 @@ def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.devi
     if not f.is_file():
         raise FileNotFoundError(f"No exported learner at {f}; call learn.export() first.")
     state = safe_load(f, map_location="cpu")  # tensors land on the CPU, so a GPU-made export loads anywhere
-    data = DataBunch.from_state(state["data"], f.parent, device=torch.device(device) if device else None)
     spec = state["model_spec"]
     module, _, name = spec["builder"].partition(":")
     if not module.startswith("course_utils."):
         raise ValueError(f"{f}: unknown model builder {spec['builder']!r}.")
-    model = getattr(importlib.import_module(module), name)(spec)
+    builder = getattr(importlib.import_module(module), name)  # imported first: it defines the data's types (text)
+    data = DataBunch.from_state(state["data"], f.parent, device=torch.device(device) if device else None)
+    model = builder(spec)
     _load_weights(model, state["model"], f, strict=True)
     return Learner(data, model, path=f.parent, model_spec=spec)

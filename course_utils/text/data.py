@@ -311,6 +311,20 @@ class _TextDataBunch(DataBunch):
         """A raw text as a batch of one."""
         return self.numericalize_text(item)
 
+    def export_state(self) -> dict:
+        """The base state plus what turns a raw text into ids: the vocabulary and the tokenizer's settings."""
+        x = self.train_ds.x
+        return {**super().export_state(), "vocab": list(self.vocab.itos), "tokenizer": x.tokenizer.state()}
+
+    @classmethod
+    def from_state(cls, state: dict, path: Path, device: torch.device | None = None) -> "_TextDataBunch":
+        """An empty text DataBunch that tokenizes and numericalizes new texts exactly as at export time."""
+        data = super().from_state(state, path, device)
+        vocab, tokenizer = Vocab(state["vocab"]), Tokenizer.from_state(state["tokenizer"])
+        for ds in (data.train_ds, data.valid_ds):
+            ds.x.vocab, ds.x.tokenizer = vocab, tokenizer
+        return data
+
 
 class TextLMDataBunch(_TextDataBunch):
     """Language-model data: batches of (bs, bptt) token ids, targets one token ahead."""

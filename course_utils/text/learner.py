@@ -14,8 +14,8 @@ from ..callbacks import Callback
 from ..learner import Learner, atomic_save, safe_load
 from ..metrics import accuracy
 from .data import TextClasDataBunch, TextLMDataBunch
-from .models import (AWD_LSTM, clas_layer_groups, get_language_model, get_text_classifier,
-                     lm_layer_groups, load_wt103)
+from .models import (AWD_LSTM, clas_layer_groups, get_language_model, lm_layer_groups, load_wt103,
+                     text_classifier_model)
 from .tokenize import BOS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK
 
 __all__ = ["RNNRegularizer", "RNNLearner", "LanguageLearner", "language_model_learner", "text_classifier_learner",
@@ -156,9 +156,12 @@ def text_classifier_learner(data: TextClasDataBunch, arch=AWD_LSTM, config: dict
     """An AWD-LSTM classifier for `data` (lesson 3: `drop_mult=0.5`), read `bptt` tokens at a time, with the
     concat-pooling head. Load the fine-tuned language model's encoder with `load_encoder`."""
     _arch_check(arch)
-    model = get_text_classifier(len(data.vocab), data.c, config, drop_mult, bptt, max_len, lin_ftrs, ps)
+    spec = {"builder": "course_utils.text.models:text_classifier_model", "vocab_sz": len(data.vocab),
+            "n_class": data.c, "config": dict(config) if config else None, "drop_mult": drop_mult, "bptt": bptt,
+            "max_len": max_len, "lin_ftrs": lin_ftrs, "ps": ps}
+    model = text_classifier_model(spec)
     return _awd_lstm_learner(RNNLearner, data, model, clas_layer_groups(model), pretrained, pretrained_fnames,
-                             metrics, **kwargs)
+                             metrics, model_spec=spec, **kwargs)
 
 
 def _awd_lstm_learner(cls: type, data, model, layer_groups, pretrained: bool, pretrained_fnames, metrics,

@@ -165,6 +165,24 @@ class Tokenizer:
             _write_tokens(tokens, f)
         return tokens
 
+    def state(self) -> dict:
+        """The settings as plain values, for `learn.export()`: the language and the rules by name. Only the
+        lesson's own rules can be named (a function of yours cannot be stored safely in an export)."""
+        known = {r.__name__: r for r in PRE_RULES + POST_RULES}
+        custom = [r for r in self.pre_rules + self.post_rules if known.get(getattr(r, "__name__", None)) is not r]
+        if custom:
+            raise ValueError(f"This tokenizer uses your own rule {custom[0]!r}; an export can only name the "
+                             f"lesson's rules ({', '.join(known)}). Export with the default rules, or rebuild the "
+                             "tokenizer yourself after load_learner.")
+        return {"lang": self.lang, "pre_rules": [r.__name__ for r in self.pre_rules],
+                "post_rules": [r.__name__ for r in self.post_rules]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Tokenizer":
+        """The tokenizer `state()` describes (the tokens it makes are the same as at export time)."""
+        known = {r.__name__: r for r in PRE_RULES + POST_RULES}
+        return cls(state["lang"], [known[n] for n in state["pre_rules"]], [known[n] for n in state["post_rules"]])
+
     def _tokenize_chunk(self, texts: Sequence[str]) -> list[list[str]]:
         nlp = _spacy(self.lang)
         res = []

@@ -1,0 +1,193 @@
+"""An exported learner behind the web app: what kind of model it is, turning uploaded bytes into an input
+(with errors a browser can show), and predictions as plain JSON values.
+
+Every check that can refuse a request runs here, before anything is stored (see feedback.py).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..data_block import CategoryList, MultiCategoryList
+from ..learner import Learner, load_learner
+from ..vision.data import _MASK_COLOURS, PointsLabelList, SegmentationLabelList
+
+__all__ = ["KINDS", "BadInput", "Predictor", "model_kind"]
+
+KINDS = ("multi-label", "single-label", "segmentation", "points", "text")
+# What Pillow reports -> the extension a stored copy gets (the upload's own name is never used).
+IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+class BadInput(ValueError):
+    """A request the app refuses: `status` is the HTTP status, the message says what was wrong."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def model_kind(learn: Learner) -> str:
+    """Which of the lesson's models this is, from its data's types (one of `KINDS`)."""
+    x, y = learn.data.train_ds.x, learn.data.train_ds.y
+    if type(x).__name__ == "TextList" and isinstance(y, CategoryList):
+        return "text"
+    if isinstance(y, MultiCategoryList):
+        return "multi-label"
+    if isinstance(y, CategoryList):
+        return "single-label"
+    if isinstance(y, SegmentationLabelList):
+        return "segmentation"
+    if isinstance(y, PointsLabelList):
+        return "points"
+    raise ValueError(f"The web app serves classifiers, segmentation and points models; this export predicts "
+                     f"{type(y).__name__} targets, which it cannot show.")
+
+
+class Predictor:
+    """One exported learner, ready to answer requests (one prediction at a time: the model is not thread-safe)."""
+
+    def __init__(self, export: str | Path, max_chars: int = 10_000):
+        self.export = Path(export)
+        self.learn = load_learner(export, device="cpu")
+        self.kind = model_kind(self.learn)
+        self.classes = list(self.learn.data.classes or [])
+        self.max_chars = max_chars
+        self._lock = threading.Lock()
+
+    def info(self) -> dict:
+        """What the model is: its kind, classes and input size (for GET /info and the page)."""
+        tfm = self.learn.data.valid_ds.tfm_kwargs
+        size = tfm.get("size")
+        res = {"kind": self.kind, "classes": self.classes, "export": self.export.name,
+               "input_size": list(size) if isinstance(size, (tuple, list)) else size,
+               "input": "text" if self.kind == "text" else "image"}
+        if self.kind == "text":
+            res["max_chars"] = self.max_chars
+        if self.kind == "multi-label":
+            thresh = self.learn.data.train_ds.y.thresh
+            res["thresh"] = thresh.tolist() if isinstance(thresh, torch.Tensor) else thresh
+        return res
+
+    # --- inputs ----------------------------------------------------------------------------------------
+    def open_image(self, data: bytes) -> tuple[Image.Image, str]:
+        """Decoded uploaded bytes and the extension to store them under; refuses what is not a whole image."""
+        if not data:
+            raise BadInput(400, "The uploaded file is empty; choose an image file.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
+                img.load()  # decode every pixel now: a truncated file fails here, not in the model
+        except UnidentifiedImageError:
+            raise BadInput(415, "The uploaded file is not an image (it is not a JPEG, PNG, WebP, GIF, BMP or TIFF "
+                                "file); choose a photo.") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise BadInput(413, "The image has too many pixels to be a photo; resize it below 89 megapixels.") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise BadInput(422, f"The image is corrupt or truncated ({e}); upload the complete file again.") from None
+        ext = IMAGE_FORMATS.get(img.format)
+        if ext is None:
+            raise BadInput(415, f"{img.format} images are not accepted; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
+        return img, ext
+
+    def check_text(self, text) -> str:
+        """The text to classify, refused when missing, empty or longer than `max_chars`."""
+        if not isinstance(text, str):
+            raise BadInput(400, 'Send the text as JSON: {"text": "..."}.')
+        if not text.strip():
+            raise BadInput(400, "The text is empty; paste a review to classify.")
+        if len(text) > self.max_chars:
+            raise BadInput(413, f"The text has {len(text)} characters; the limit is {self.max_chars}. "
+                                "Shorten it (or start the app with a larger --max-chars).")
+        return text
+
+    # --- predictions -----------------------------------------------------------------------------------
+    def predict(self, item) -> dict:
+        """A prediction as JSON values: the label(s) and probabilities for classifiers, a coloured mask PNG
+        over the model's view of the photo for segmentation, the point(s) in the photo's pixels for points."""
+        with self._lock, torch.no_grad():
+            label, _, probs = self.learn.predict(item)
+            res = {"kind": self.kind}
+            if self.kind == "segmentation":
+                res.update(self._mask_json(item, label))
+            elif self.kind == "points":
+                res.update(points=[[round(v, 1) for v in p] for p in label.tolist()],
+                           image_size=[item.height, item.width])
+            else:
+                res.update(self._class_json(label, probs))
+        res["predicted"] = predicted_text(self.kind, res)
+        return res
+
+    def _class_json(self, label, probs: torch.Tensor) -> dict:
+        order = probs.argsort(descending=True).tolist()
+        return {"prediction": label, "labels": [self.classes[i] for i in order],
+                "probabilities": [round(float(probs[i]), 4) for i in order]}
+
+    def _mask_json(self, img: Image.Image, mask: torch.Tensor) -> dict:
+        """The photo as the model saw it (resized and cropped like the validation set) and the predicted mask
+        in the same pixels, both as base64 PNGs, with the share of pixels of each class present."""
+        seen = self.learn.data.denorm(self.learn.data.one_item(img))[0].clamp(0, 1)
+        ids = mask[0].numpy()
+        colours = (_MASK_COLOURS[ids % len(_MASK_COLOURS)] * 255).astype(np.uint8)  # as in show_mask
+        counts = np.bincount(ids.ravel(), minlength=len(self.classes))
+        legend = [{"label": self.classes[i], "share": round(float(counts[i] / ids.size), 4),
+                   "colour": "#%02x%02x%02x" % tuple(colours[ids == i][0])}
+                  for i in np.argsort(-counts) if counts[i]]
+        photo = (seen.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        return {"prediction": [c["label"] for c in legend], "legend": legend,
+                "image_png": _png_base64(photo), "mask_png": _png_base64(colours)}
+
+    # --- feedback ----------------------------------------------------------------------------------------
+    def corrected_label(self, labels: list[str], point: tuple | None, image_size=None) -> str:
+        """The user's correction as the text stored in feedback.csv; refuses labels that are not classes."""
+        if self.kind == "segmentation":
+            raise BadInput(422, "Corrections of masks are not collected; feedback works for classifiers and points.")
+        if self.kind == "points":
+            return _check_point(point, image_size)
+        labels = [s.strip() for s in labels if s.strip()]
+        if not labels:
+            raise BadInput(400, "Say what the right answer is: send the field 'label' with one of the classes.")
+        unknown = [s for s in labels if s not in self.classes]
+        if unknown:
+            raise BadInput(422, f"{unknown[0]!r} is not one of the model's classes: {', '.join(self.classes)}.")
+        if self.kind != "multi-label" and len(labels) > 1:
+            raise BadInput(422, f"This model gives one class per {'text' if self.kind == 'text' else 'image'}; "
+                                f"send one label, not {len(labels)}.")
+        return " ".join(dict.fromkeys(labels))  # multi-label: each tag once, in the order given
+
+
+def predicted_text(kind: str, res: dict) -> str:
+    """A prediction as one feedback.csv cell: the class, the tags separated by spaces, or 'row col' pixels."""
+    if kind == "points":
+        return "; ".join(f"{r} {c}" for r, c in res["points"])
+    pred = res["prediction"]
+    return " ".join(pred) if isinstance(pred, list) else str(pred)
+
+
+def _check_point(point, image_size) -> str:
+    if point is None:
+        raise BadInput(400, "Click where the right point is: send the fields 'row' and 'col' (pixels of the photo).")
+    try:
+        row, col = (float(v) for v in point)
+    except (TypeError, ValueError):
+        raise BadInput(422, f"'row' and 'col' must be numbers, not {point!r}.") from None
+    h, w = image_size
+    if not (math.isfinite(row) and math.isfinite(col) and 0 <= row <= h - 1 and 0 <= col <= w - 1):
+        raise BadInput(422, f"The point ({row}, {col}) is outside the {h}x{w} photo; rows go 0..{h - 1}, "
+                            f"columns 0..{w - 1}.")
+    return f"{row:.1f} {col:.1f}"
+
+
+def _png_base64(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")

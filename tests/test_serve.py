@@ -1,0 +1,214 @@
+"""The web app through Starlette's test client, for every kind of exported learner: predictions, feedback
+stored by content hash with one appended CSV row, and every bad request refused with a JSON error and
+nothing stored."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+
+import pytest
+from kinds import KINDS, make_learner
+from PIL import Image
+from starlette.testclient import TestClient
+
+from course_utils.serve.app import create_app
+
+IMAGE_KINDS = [k for k in KINDS if k != "text"]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """kind -> (export.pkl, sample input: image bytes or a text, classes)."""
+    res = {}
+    for kind in KINDS:
+        root = tmp_path_factory.mktemp(kind.replace("-", ""))
+        learn, sample = make_learner(kind, root)
+        sample = sample if isinstance(sample, str) else sample.read_bytes()
+        res[kind] = (learn.export(), sample, list(learn.data.classes or []))
+    return res
+
+
+@pytest.fixture(autouse=True)
+def _token_cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+
+
+def client(exports, kind, tmp_path, **kwargs):
+    return TestClient(create_app(exports[kind][0], tmp_path / "fb", **kwargs))
+
+
+def predict(c, kind, sample):
+    if kind == "text":
+        return c.post("/predict", json={"text": sample})
+    return c.post("/predict", files={"file": ("photo.png", sample, "image/png")})
+
+
+def feedback(c, kind, sample, **fields):
+    if kind == "text":
+        return c.post("/feedback", json={"text": sample, **fields})
+    return c.post("/feedback", files={"file": ("../../evil.png", sample, "image/png")}, data=fields)
+
+
+def answer_for(kind, classes):
+    """A correction the model can store: the last class, two tags, or a point."""
+    if kind == "points":
+        return {"row": "12.5", "col": "30"}
+    return {"label": classes[:2]} if kind == "multi-label" else {"label": classes[-1]}
+
+
+# --- what works ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_page_health_and_info(exports, kind, tmp_path):
+    c = client(exports, kind, tmp_path)
+    assert c.get("/health").json() == {"status": "ok"}
+    info = c.get("/info").json()
+    assert info["kind"] == kind and info["classes"] == exports[kind][2]
+    assert info["input"] == ("text" if kind == "text" else "image")
+    page = c.get("/")
+    assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
+    assert "fetch(" in c.get("/static/app.js").text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_answers_json_for_each_kind(exports, kind, tmp_path):
+    _, sample, classes = exports[kind]
+    r = predict(client(exports, kind, tmp_path), kind, sample)
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert res["kind"] == kind
+    if kind == "segmentation":
+        assert {c["label"] for c in res["legend"]} <= set(classes)
+        assert sum(c["share"] for c in res["legend"]) == pytest.approx(1, abs=1e-3)
+        mask = Image.open(io.BytesIO(__import__("base64").b64decode(res["mask_png"])))
+        photo = Image.open(io.BytesIO(__import__("base64").b64decode(res["image_png"])))
+        assert mask.size == photo.size == (32, 32)
+    elif kind == "points":
+        assert res["image_size"] == [40, 56] and len(res["points"]) == 1 and len(res["points"][0]) == 2
+    else:
+        assert sorted(res["labels"]) == sorted(classes)
+        assert res["probabilities"] == sorted(res["probabilities"], reverse=True)
+        if kind != "multi-label":
+            assert res["prediction"] == res["labels"][0]
+            assert sum(res["probabilities"]) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "segmentation"])
+def test_feedback_stores_the_input_by_content_hash_and_appends_a_row(exports, kind, tmp_path):
+    _, sample, classes = exports[kind]
+    c = client(exports, kind, tmp_path)
+    predicted = predict(c, kind, sample).json()["predicted"]
+    r = feedback(c, kind, sample, **answer_for(kind, classes))
+    assert r.status_code == 200, r.text
+    raw = sample.encode() if kind == "text" else sample
+    ext = ".txt" if kind == "text" else {"JPEG": ".jpg", "PNG": ".png"}[Image.open(io.BytesIO(sample)).format]
+    name = hashlib.sha256(raw).hexdigest() + ext
+    assert r.json()["stored"] == name
+    assert (tmp_path / "fb" / name).read_bytes() == raw
+    assert feedback(c, kind, sample, **answer_for(kind, classes)).status_code == 200  # again: a second row
+    rows = list(csv.DictReader(open(tmp_path / "fb" / "feedback.csv")))
+    expected = {"points": "12.5 30.0", "multi-label": " ".join(classes[:2])}.get(kind) or classes[-1]
+    assert [(r["file"], r["predicted"], r["corrected"]) for r in rows] == [(name, predicted, expected)] * 2
+    assert sorted(p.name for p in (tmp_path / "fb").iterdir()) == sorted([name, "feedback.csv"])
+    assert not (tmp_path / "evil.png").exists()  # the upload's own name is never a path
+
+
+def test_feedback_never_overwrites_a_stored_file(exports, tmp_path):
+    _, sample, classes = exports["single-label"]
+    c = client(exports, "single-label", tmp_path)
+    name = feedback(c, "single-label", sample, label=classes[0]).json()["stored"]
+    (tmp_path / "fb" / name).write_bytes(b"kept")  # whatever is there stays
+    assert feedback(c, "single-label", sample, label=classes[1]).status_code == 200
+    assert (tmp_path / "fb" / name).read_bytes() == b"kept"
+    assert len(list(csv.DictReader(open(tmp_path / "fb" / "feedback.csv")))) == 2
+
+
+# --- what is refused ---------------------------------------------------------------------------------------
+def _png(size=(24, 24)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+IMAGE_BAD = {
+    "not an image": (lambda c: c.post("/predict", files={"file": ("a.png", b"hello, not a picture", "image/png")}),
+                     415, "not an image"),
+    "corrupt image": (lambda c: c.post("/predict", files={"file": ("a.png", _png()[:-40], "image/png")}), 422,
+                      "corrupt or truncated"),
+    "too large": (lambda c: c.post("/predict", files={"file": ("a.png", _png() + b"\0" * 30_000, "image/png")}),
+                  413, "larger than the limit"),
+    "empty body": (lambda c: c.post("/predict", content=b"", headers={"Content-Type": "multipart/form-data; boundary=x"}),
+                   400, "empty"),
+    "empty file": (lambda c: c.post("/predict", files={"file": ("a.png", b"", "image/png")}), 400, "empty"),
+    "no file field": (lambda c: c.post("/predict", data={"label": "x"}, files={"other": ("a", b"1", "text/plain")}),
+                      400, "field 'file'"),
+    "JSON to an image model": (lambda c: c.post("/predict", json={"text": "hi"}), 415, "multipart/form-data"),
+    "label not a class": (lambda c: c.post("/feedback", files={"file": ("a.png", _png(), "image/png")},
+                                           data={"label": "zebra"}), 422, "not one of the model's classes"),
+    "no label": (lambda c: c.post("/feedback", files={"file": ("a.png", _png(), "image/png")}), 400, "right answer"),
+}
+
+
+@pytest.mark.parametrize("case", IMAGE_BAD)
+@pytest.mark.parametrize("kind", ["single-label", "multi-label"])
+def test_bad_image_requests_get_a_json_error_and_store_nothing(exports, kind, case, tmp_path):
+    send, status, says = IMAGE_BAD[case]
+    r = send(client(exports, kind, tmp_path, max_mb=0.02))
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]
+    assert not (tmp_path / "fb").exists()
+
+
+@pytest.mark.parametrize("point,says", [(None, "row"), (("-1", "3"), "outside"), (("5", "999"), "outside"),
+                                        (("nan", "3"), "outside"), (("a", "b"), "must be numbers")])
+def test_a_bad_point_is_refused(exports, point, says, tmp_path):
+    fields = {} if point is None else {"row": point[0], "col": point[1]}
+    r = feedback(client(exports, "points", tmp_path), "points", exports["points"][1], **fields)
+    assert r.status_code in (400, 422) and says in r.json()["error"]
+    assert not (tmp_path / "fb").exists()
+
+
+def test_masks_take_no_feedback(exports, tmp_path):
+    r = feedback(client(exports, "segmentation", tmp_path), "segmentation", exports["segmentation"][1], label="Sky")
+    assert r.status_code == 422 and "not collected" in r.json()["error"]
+    assert not (tmp_path / "fb").exists()
+
+
+def test_a_single_label_model_takes_one_label(exports, tmp_path):
+    _, sample, classes = exports["single-label"]
+    r = feedback(client(exports, "single-label", tmp_path), "single-label", sample, label=classes[:2])
+    assert r.status_code == 422 and "one label" in r.json()["error"]
+
+
+TEXT_BAD = {
+    "empty text": ({"json": {"text": "   "}}, 400, "empty"),
+    "no text": ({"json": {"review": "x"}}, 400, '{"text"'),
+    "text too long": ({"json": {"text": "word " * 30}}, 413, "limit is 100"),
+    "not JSON": ({"content": b"{nope", "headers": {"Content-Type": "application/json"}}, 400, "not valid JSON"),
+    "an image to a text model": ({"files": {"file": ("a.png", b"\x89PNG", "image/png")}}, 415, "classifies texts"),
+    "empty body": ({"content": b"", "headers": {"Content-Type": "application/json"}}, 400, "empty"),
+}
+
+
+@pytest.mark.parametrize("case", TEXT_BAD)
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+def test_bad_text_requests_get_a_json_error_and_store_nothing(exports, case, route, tmp_path):
+    kwargs, status, says = TEXT_BAD[case]
+    r = client(exports, "text", tmp_path, max_chars=100).post(route, **kwargs)
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]
+    assert not (tmp_path / "fb").exists()
+
+
+def test_a_text_label_that_is_not_a_class_is_refused(exports, tmp_path):
+    r = feedback(client(exports, "text", tmp_path), "text", "Great!", label="maybe")
+    assert r.status_code == 422 and "not one of the model's classes" in r.json()["error"]
+    assert not (tmp_path / "fb").exists()
+
+
+def test_unknown_routes_and_methods_answer_json(exports, tmp_path):
+    c = client(exports, "single-label", tmp_path)
+    assert c.get("/nope").status_code == 404 and "error" in c.get("/nope").json()
+    assert c.get("/predict").status_code == 405 and "error" in c.get("/predict").json()
+    assert json.loads(c.get("/info").text)["kind"] == "single-label"
