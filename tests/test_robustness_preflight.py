@@ -13,7 +13,7 @@ from PIL import Image
 from course_utils.vision import (ImageList, PointsItemList, SegmentationItemList, cnn_learner, get_transforms,
                                  imagenet_stats, models)
 from course_utils.vision.cache import image_cache
-from course_utils.vision.image import image_size, open_image
+from course_utils.vision.image import open_image
 
 CPU = torch.device("cpu")
 TAGS = ["a b", "b", "a c", "c", "b c", "a"]
@@ -157,6 +157,7 @@ def _sideways_photo(path):
 
 
 def test_exif_orientation_is_applied_when_opening(tmp_path):
+    from course_utils.vision.image import image_size
     _sideways_photo(tmp_path / "phone.jpg")
     assert image_size(tmp_path / "phone.jpg") == (32, 64), "the size checks see the upright size"
     with open_image(tmp_path / "phone.jpg") as img:

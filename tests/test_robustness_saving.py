@@ -12,11 +12,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import course_utils.persist as persist
 from course_utils.callbacks import Callback
 from course_utils.guard import NonFiniteLossError
 from course_utils.learner import Learner, load_learner
-from course_utils.persist import export_digest
 from course_utils.vision import ImageList, cnn_learner, models
 
 CPU = torch.device("cpu")
@@ -117,6 +115,7 @@ class _FullDisk:
 
 
 def test_saving_to_a_full_disk_says_so_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import course_utils.persist as persist
     data = _colour_data(tmp_path)
     learn = Learner(data, _bn_model(data.c), path=tmp_path)
     f = learn.save("stage-1")
@@ -145,6 +144,7 @@ def exported(planet_data, tmp_path):
 
 
 def _rewrite(f, change, reseal=True):
+    from course_utils.persist import export_digest
     state = torch.load(f, weights_only=True)
     change(state)
     if reseal:
