@@ -187,14 +187,13 @@ class ItemList:
         valid = np.unique(np.asarray(valid_idx, dtype=int))
         if len(valid) and (valid.min() < 0 or valid.max() >= len(self)):
             raise IndexError(f"split_by_idx: indices must lie in [0, {len(self)}).")
-        valid = self._copies_together(valid)
         if not len(valid):
             _warn_empty_valid("no item was chosen for validation")
         return self.split_by_idxs(np.setdiff1d(np.arange(len(self)), valid), valid)
 
     def _copies_together(self, valid: np.ndarray) -> np.ndarray:
-        """Validation indices with every copy of a repeated item on the side of its first copy, so the same
-        file (or text) is never both trained on and validated on."""
+        """Validation indices with every copy of a repeated item on the side of its first copy, so a random split
+        never puts the same file (or text) on both sides. Explicit splits are left as the user made them."""
         keys = [str(o) for o in self.items]
         if len(set(keys)) == len(keys):
             return valid
@@ -213,7 +212,7 @@ class ItemList:
             raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}.")
         perm = (np.random.default_rng(seed).permutation(len(self)) if seed is not None
                 else np.random.permutation(len(self)))
-        return self.split_by_idx(perm[: int(valid_pct * len(self))])
+        return self.split_by_idx(self._copies_together(perm[: int(valid_pct * len(self))]))
 
     def split_by_valid_func(self, func: Callable) -> "ItemLists":
         """Items for which `func(item)` is true go to validation."""
