@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, KaggleError, ValueError, FileNotFoundError, KeyError) as e:
+    except (DatasetError, KaggleError, ValueError, OSError, KeyError) as e:  # OSError: e.g. a full disk, named
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ Vision and text subclass `ItemList`; this module knows nothing about images or w
 from __future__ import annotations
 
 import copy
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +22,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from .config import default_device, default_num_workers
+from .tables import read_csv
 
 __all__ = ["ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch", "CategoryList",
            "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize"]
@@ -92,16 +94,20 @@ class ItemList:
             raise FileNotFoundError(f"{path} is not a folder. Check the path (and that the dataset was extracted).")
         exts = {e.lower() for e in (extensions or cls.extensions)}
         files = path.rglob("*") if recurse else path.glob("*")
-        items = []
+        items, broken = [], []
         for f in sorted(files):
             rel = f.relative_to(path).parts
-            if any(p.startswith(".") for p in rel) or not f.is_file():
-                continue
             if exts and f.suffix.lower() not in exts:
+                continue
+            if f.is_symlink() and not f.exists() and not any(p.startswith(".") for p in rel):
+                broken.append(f)
+            if any(p.startswith(".") for p in rel) or not f.is_file():
                 continue
             if len(rel) > 1 and ((include is not None and rel[0] not in include) or (exclude and rel[0] in exclude)):
                 continue
             items.append(f)
+        if broken:
+            _warn_broken_links(broken, path)
         if not items:
             raise FileNotFoundError(f"No files with extensions {sorted(exts)} found under {path}.")
         return cls(items, path)
@@ -128,10 +134,14 @@ class ItemList:
         csv = Path(path) / csv_name
         if not csv.is_file():
             raise FileNotFoundError(f"CSV file {csv} not found.")
-        return cls.from_df(pd.read_csv(csv, **read_csv_kwargs), path, cols=cols, folder=folder, suffix=suffix)
+        return cls.from_df(read_csv(csv, **read_csv_kwargs), path, cols=cols, folder=folder, suffix=suffix)
 
     def _check_items(self) -> None:
         """Hook for subclasses to check items as soon as they are listed."""
+
+    def check_for_training(self, y_list: "TargetList | None" = None, **tfm_kwargs) -> list[str]:
+        """Hook: one message (naming the item) per item that would stop training; images decode every file."""
+        return []
 
     def check_batchable(self, **tfm_kwargs) -> None:
         """Hook: fail before training if these items, transformed with `tfm_kwargs`, cannot be stacked into
@@ -181,6 +191,17 @@ class ItemList:
             _warn_empty_valid("no item was chosen for validation")
         return self.split_by_idxs(np.setdiff1d(np.arange(len(self)), valid), valid)
 
+    def _copies_together(self, valid: np.ndarray) -> np.ndarray:
+        """Validation indices with every copy of a repeated item on the side of its first copy, so a random split
+        never puts the same file (or text) on both sides. Explicit splits are left as the user made them."""
+        keys = [str(o) for o in self.items]
+        if len(set(keys)) == len(keys):
+            return valid
+        first, in_valid = {}, set(valid.tolist())
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        return np.array([i for i, k in enumerate(keys) if first[k] in in_valid], dtype=int)
+
     def split_none(self) -> "ItemLists":
         """Everything in training, an empty validation set."""
         return self.split_by_idxs(np.arange(len(self)), [])
@@ -191,7 +212,7 @@ class ItemList:
             raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}.")
         perm = (np.random.default_rng(seed).permutation(len(self)) if seed is not None
                 else np.random.permutation(len(self)))
-        return self.split_by_idx(perm[: int(valid_pct * len(self))])
+        return self.split_by_idx(self._copies_together(perm[: int(valid_pct * len(self))]))
 
     def split_by_valid_func(self, func: Callable) -> "ItemLists":
         """Items for which `func(item)` is true go to validation."""
@@ -232,6 +253,13 @@ class ItemList:
                         "or `.split_none()` to keep everything for training.")
 
     label_from_df = label_from_func = label_from_folder = label_from_lists = label_for_lm = _label_by_split_first
+
+
+def _warn_broken_links(broken: list[Path], path: Path) -> None:
+    shown = ", ".join(f"{f.relative_to(path)} -> {os.readlink(f)}" for f in broken[:5])
+    warnings.warn(f"{len(broken)} link(s) under {path} point to files that do not exist and were left out: {shown}"
+                  f"{' ...' if len(broken) > 5 else ''}. Fix the links (or copy the files in), or delete them.",
+                  stacklevel=3)
 
 
 def _warn_empty_valid(why: str) -> None:
@@ -291,8 +319,11 @@ class ItemLists:
             if label_delim is None:
                 return _single_labels(vals, col, il)
             # stray spaces around tags ("a; b", "a  b") are not part of the tag; an empty cell is no tags
-            return [[] if _missing(v) else [t.strip() for t in str(v).split(label_delim) if t.strip()]
+            tags = [[] if _missing(v) else [t.strip() for t in str(v).split(label_delim) if t.strip()]
                     for v in vals]
+            if il is self.train:
+                _warn_other_separators(tags, col, label_delim, il)
+            return tags
         if label_delim is not None or isinstance(cols, (list, tuple)):
             kwargs.setdefault("label_cls", MultiCategoryList)
         return self.label_from_lists(labels(self.train), labels(self.valid), **kwargs)
@@ -396,6 +427,18 @@ class LabelLists:
                 ds[0]
         return res
 
+    def check_for_training(self) -> None:
+        """Raise one error listing every item that would stop training (see `ItemList.check_for_training`)."""
+        sets = [ds for ds in (self.train, self.valid, self.test) if ds is not None]
+        problems = [p for ds in sets for p in ds.x.check_for_training(ds.y, **ds.tfm_kwargs)]
+        if problems:
+            n = sum(len(ds) for ds in sets)
+            shown = "\n".join(f"  - {p}" for p in problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise ValueError(f"{len(problems)} of {n} items cannot be used for training:\n{shown}{more}\n"
+                             "Fix or remove them (or drop their rows from the CSV), then build the DataBunch again. "
+                             "Found before training; `databunch(check=False)` skips this check.")
+
     def add_test(self, items: Iterable) -> "LabelLists":
         """Add unlabelled test items; they get the validation transforms."""
         x = self.train.x.new(items)
@@ -409,13 +452,17 @@ class LabelLists:
         return self.add_test(type(self.train.x).from_folder(self.path / test_folder).items)
 
     def databunch(self, bs: int = 64, val_bs: int | None = None, num_workers: int | None = None,
-                  device: torch.device | None = None, **kwargs) -> "DataBunch":
+                  device: torch.device | None = None, check: bool = True, **kwargs) -> "DataBunch":
         """Wrap the sets in DataLoaders: training shuffled (last short batch dropped), validation in order.
 
-        Images are augmented a batch at a time on `device` (`batch_tfms=False`: one item at a time in the loader)."""
+        Images are augmented a batch at a time on `device` (`batch_tfms=False`: one item at a time in the loader).
+        `check` first goes through every item as training will (for images: each file decoded once, which also
+        fills the decode cache, masks and points checked) and lists every problem at once; `check=False` skips it."""
         for ds in (self.train, self.valid, self.test):
             if ds is not None and not ds.tfm_kwargs:  # never transformed: `transform` did not check it
                 ds.x.check_batchable()
+        if check:
+            self.check_for_training()
         return DataBunch(self.train, self.valid, self.test, bs=bs, val_bs=val_bs, num_workers=num_workers,
                          device=device, path=self.path, **kwargs)
 
@@ -489,6 +536,10 @@ class CategoryList(TargetList):
     @classmethod
     def from_labels(cls, labels: Sequence, x: ItemList, classes: Sequence | None = None, **kwargs) -> "CategoryList":
         classes = list(classes) if classes is not None else sorted(set(labels))
+        if len(classes) < 2:
+            warnings.warn(f"The training labels hold only one class ({classes}): a classifier needs at least two "
+                          "to learn anything, and it will score a meaningless accuracy of 1.0. Check the labelling "
+                          "(from_folder + label_from_folder expects one sub-folder per class).", stacklevel=4)
         _check_known(labels, classes, x)
         idx = {c: i for i, c in enumerate(classes)}
         return cls([idx[o] for o in labels], classes, x.path)
@@ -661,6 +712,19 @@ def _check_known(labels: Sequence, classes: Sequence, x: ItemList, rows: Sequenc
             row = rows[k] if rows is not None else k
             raise ValueError(f"Label {o!r} of training item {x._short(x.items[row])} is not in the classes you "
                              f"gave ({len(known)} classes: {list(classes)[:8]}...). Add it to `classes` or fix the label.")
+
+
+def _warn_other_separators(tags: list[list[str]], col: str, label_delim: str, x: ItemList) -> None:
+    """Tags holding ',' or ';' when another delimiter splits them were most likely joined by that character."""
+    for sep in (",", ";"):
+        if sep == label_delim:
+            continue
+        hit = next(((i, t) for i, row in enumerate(tags) for t in row if sep in t), None)
+        if hit is not None:
+            i, tag = hit
+            warnings.warn(f"Tags in column {col!r} contain {sep!r}, e.g. {tag!r} (the row of {x._short(x.items[i])}), "
+                          f"but label_delim={label_delim!r}, so each such tag is read as one class. If your tags "
+                          f"are separated by {sep!r}, pass label_delim={sep!r}.", stacklevel=4)
 
 
 def _missing(v) -> bool:

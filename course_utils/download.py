@@ -42,6 +42,12 @@ CHUNK = 1 << 20
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}  # worth another try; any other HTTP error is final
 SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z")  # a file so named must be an archive
+# Limits on what an archive may expand to, checked before (zip, 7z) or while (tar) anything is written. Real
+# datasets expand 1-10x (JPEGs and PNGs barely compress; text ~4x); a zip bomb expands ~1000x. Both limits
+# can be lifted for an archive you trust: extract_archive(..., max_ratio=None, max_size=None).
+MAX_RATIO = 200
+RATIO_FLOOR = 1 << 30  # below 1 GiB expanded, any ratio is harmless (a CSV of repeated values compresses 100x)
+MAX_SIZE = 200 << 30  # 200 GiB, more than any dataset of the course
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,7 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, timeo
             raise DownloadError(f"Downloading {url} failed {failures} times in a row ({error}). {advice}") from error
         if failures:
             sleep(backoff * 2 ** (failures - 1))
+    _check_body(part, url, dest)
     _verify(part, url, sha256, dest)
     _meta(part).unlink(missing_ok=True)
     return part.replace(dest)
@@ -373,6 +380,27 @@ def _stream(response, part: Path, offset: int, total: int | None) -> None:
             bar.update(len(chunk))
 
 
+def _check_body(part: Path, url: str, dest: Path) -> None:
+    """Refuse, and discard, what a network in the way sends instead of the file: nothing at all, or a web
+    page (a Wi-Fi login or a proxy's error page, answered with 200 OK) where an archive is expected. Kept,
+    it would make every later run fail the same way."""
+    if _size(part) == 0:
+        _discard(part)
+        raise DownloadError(f"Downloading {url} gave an empty file: the server answered but sent nothing. Nothing "
+                            "was kept. Run again later; if it stays empty, the address may have changed.")
+    if dest.name.lower().endswith(ARCHIVE_SUFFIXES) and _looks_like_html(part):
+        _discard(part)
+        raise DownloadError(f"Downloading {url} gave a web page, not the archive {dest.name}: a Wi-Fi login page or "
+                            "a proxy's error page answers like this. Nothing was kept. Open any web page in a "
+                            "browser to log in to the network, then run again.")
+
+
+def _looks_like_html(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip(b" \t\r\n\xef\xbb\xbf").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml"))
+
+
 def _verify(part: Path, url: str, sha256: str | None, dest: Path) -> None:
     if sha256 is None:
         return
@@ -387,12 +415,15 @@ def _verify(part: Path, url: str, sha256: str | None, dest: Path) -> None:
 
 # --- extracting -------------------------------------------------------------------------------------------
 
-def extract_archive(src: str | Path, dest: str | Path) -> Path:
+def extract_archive(src: str | Path, dest: str | Path, *, max_ratio: float | None = MAX_RATIO,
+                    max_size: int | None = MAX_SIZE) -> Path:
     """Extract `src` (.zip, .tar, .tar.gz/.tgz, .7z or .tar.7z) into the new folder `dest`, and return `dest`.
 
     Members are extracted one by one into a temporary folder beside `dest`, renamed to `dest` at the end,
     so an interruption leaves no half-extracted `dest`. A member that would land outside it (an absolute
-    path, `..`, a link pointing out) stops everything with UnsafeArchiveError naming the member.
+    path, `..`, a link pointing out) stops everything with UnsafeArchiveError naming the member. An archive
+    whose contents add up to more than `max_size` bytes, more than `max_ratio` times its own size (above
+    RATIO_FLOOR), or more than the free disk space is refused with a DatasetError (None lifts a limit).
     """
     src, dest = Path(src), Path(dest)
     if dest.exists():
@@ -400,7 +431,7 @@ def extract_archive(src: str | Path, dest: str | Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
     try:
-        _extractor(src)(src, tmp)
+        _extractor(src)(src, tmp, _SizeBudget(src, tmp, max_ratio, max_size))
         tmp.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename, unless something failed
@@ -451,16 +482,59 @@ def _refuse(archive: Path, name: str, why: str) -> None:
                              "The archive is damaged or hostile: delete it.")
 
 
-def _extract_zip(archive: Path, folder: Path) -> None:
+class _SizeBudget:
+    """What an archive may still expand to; `spend` refuses it once its members add up past a limit."""
+
+    def __init__(self, archive: Path, folder: Path, max_ratio: float | None, max_size: int | None):
+        self.archive, self.folder, self.total = archive, folder, 0
+        self.max_ratio, self.max_size = max_ratio, max_size
+        self.packed = max(archive.stat().st_size, 1)
+        self.free = _free_bytes(folder)
+
+    def spend(self, nbytes: int) -> None:
+        """Count `nbytes` more of extracted content (before writing them)."""
+        self.total += max(nbytes, 0)
+        total, name = self.total, self.archive.name
+        if self.max_size is not None and total > self.max_size:
+            self._refuse(f"its contents add up to at least {_mib(total)}, more than the limit of {_mib(self.max_size)}",
+                         f"max_size={total}")
+        if self.max_ratio is not None and total > RATIO_FLOOR and total > self.max_ratio * self.packed:
+            self._refuse(f"it would expand to at least {_mib(total)}, {total / self.packed:.0f} times its own size "
+                         f"({_mib(self.packed)}; datasets expand at most ~10 times, a zip bomb ~1000 times)",
+                         "max_ratio=None")
+        if total > self.free:
+            raise DatasetError(f"Refusing to extract {name}: it expands to at least {_mib(total)} but there is only "
+                               f"{_mib(self.free)} free in {self.folder.parent}. Nothing was kept. Free some space "
+                               "(or set COURSE_DATA to a bigger disk) and run again.")
+
+    def _refuse(self, why: str, override: str) -> None:
+        raise DatasetError(f"Refusing to extract {self.archive}: {why}. Nothing was kept. If it is damaged or "
+                           "not the dataset, delete it; if you trust it, call "
+                           f"extract_archive(src, dest, {override}).")
+
+
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _extract_zip(archive: Path, folder: Path, budget: _SizeBudget) -> None:
     # zipfile writes a symlink member as a plain file holding the target's name, so links cannot lead out
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        for info in infos:  # every check before anything is written (zipfile never writes past file_size)
             _checked_target(archive, folder, info.filename)
+            budget.spend(info.file_size)
+        for info in infos:
             zf.extract(info, folder)
 
 
-def _extract_tar(archive: Path, folder: Path) -> None:
-    # One pass, member by member, so a compressed tar is read once; each is checked before it is written.
+def _extract_tar(archive: Path, folder: Path, budget: _SizeBudget) -> None:
+    # One pass, member by member, so a compressed tar is read once; each is checked before it is written
+    # (and a bomb is stopped as soon as the sizes seen so far pass a limit).
     safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python's own checks too, where present
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
@@ -471,26 +545,28 @@ def _extract_tar(archive: Path, folder: Path) -> None:
                 _refuse(archive, member.name, f"is a hard link to {member.linkname!r}, outside the destination")
             if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                 _refuse(archive, member.name, "is a device or a pipe")
+            budget.spend(member.size if member.isfile() else 0)
             tar.extract(member, folder, **safe)
 
 
-def _extract_7z(archive: Path, folder: Path) -> None:
+def _extract_7z(archive: Path, folder: Path, budget: _SizeBudget) -> None:
     with _open_7z(archive) as z:
         for info in z.list():
             _checked_target(archive, folder, info.filename)
             if info.is_symlink:  # only readable by extracting it; the datasets have none
                 _refuse(archive, info.filename, "is a symbolic link (not accepted in .7z archives)")
+            budget.spend(info.uncompressed or 0)
         z.extractall(folder)
 
 
-def _extract_tar_7z(archive: Path, folder: Path) -> None:
+def _extract_tar_7z(archive: Path, folder: Path, budget: _SizeBudget) -> None:
     """A tar inside a 7z (Planet's train-jpg.tar.7z): unpack the 7z, then the tar, then drop the tar."""
     inner = folder / ".tar.7z"
-    _extract_7z(archive, inner)
+    _extract_7z(archive, inner, budget)
     tars = sorted(inner.rglob("*.tar"))
     if len(tars) != 1:
         raise DatasetError(f"{archive} should hold exactly one .tar file; it holds {[t.name for t in tars]}.")
-    _extract_tar(tars[0], folder)
+    _extract_tar(tars[0], folder, budget)  # the budget counts the tar and its members: both are on disk at once
     shutil.rmtree(inner)
 
 

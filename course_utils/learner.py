@@ -10,10 +10,7 @@ import copy
 import functools
 import importlib
 import math
-import os
-import pickle
-import tempfile
-import zipfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from .amp import MixedPrecision, choose_precision
 from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder
 from .data_block import DataBunch
 from .guard import NaNGuard
+from .persist import atomic_save, check_classes_fit, check_export, safe_load, seal_export
 
 __all__ = ["Learner", "load_learner", "lr_range", "safe_load"]
 
@@ -325,6 +323,8 @@ class Learner:
         """Save the weights (and optimizer state) to `path/models/name.pth`, atomically."""
         f = self.path / self.model_dir / f"{name}.pth"
         state = {"model": self.model.state_dict()}
+        if self.data.classes is not None:  # checked by `load`: weights for other classes would be misread
+            state["classes"] = list(self.data.classes)
         if with_opt:
             state["opt"] = self.opt.state_dict()
         atomic_save(state, f)
@@ -338,6 +338,7 @@ class Learner:
                                     f"{sorted(p.stem for p in f.parent.glob('*.pth')) if f.parent.is_dir() else 'none'}.")
         state = safe_load(f, map_location=self.data.device)
         _load_weights(self.model, state["model"], f, strict)
+        _warn_other_classes(state.get("classes"), self.data.classes, f)
         if "opt" in state:
             try:
                 self.opt.load_state_dict(state["opt"])
@@ -353,7 +354,7 @@ class Learner:
         state = {"model_spec": self.model_spec, "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
                  "data": self.data.export_state()}
         f = self.path / fname
-        atomic_save(state, f)
+        atomic_save(seal_export(state), f)
         return f
 
 
@@ -366,61 +367,18 @@ def _load_weights(model: nn.Module, state: dict, f: Path, strict: bool) -> None:
                            f"you saved, or train afresh.\n(details: {_first_mismatch(e)})") from e
 
 
+def _warn_other_classes(saved, current, f: Path) -> None:
+    """Weights fit any learner with as many classes; warn when they were trained for other class names."""
+    if saved is not None and current is not None and list(saved) != list(current):
+        warnings.warn(f"The weights in {f} were saved for the classes {list(saved)}, but this learner's classes are "
+                      f"{list(current)}: its predictions will use the new names for what was learned about the old "
+                      "ones. Label the data as when you saved (same classes, same order), or train afresh.",
+                      stacklevel=3)
+
+
 def _first_mismatch(e: RuntimeError) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln), lines[0])
-
-
-def atomic_save(obj, f: Path) -> None:
-    """torch.save to a temporary file beside `f`, then rename: a crash never leaves a half-written `f`."""
-    f.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f".{f.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the file the usual permissions
-        os.replace(tmp, f)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def safe_load(f: Path, map_location: torch.device | str = "cpu"):
-    """torch.load of a file we wrote (tensors and plain values only), refusing anything that would run code.
-
-    A .pth/.pkl file made with plain pickling can execute any code when loaded, so `weights_only=True` is
-    never relaxed; such a file is refused with an explanation, and a damaged one with a plain message."""
-    try:
-        return torch.load(f, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if not _is_pickle(f):  # garbage also fails to unpickle: that is damage, not danger
-            raise _unreadable(f, e) from e
-        raise pickle.UnpicklingError(
-            f"Refusing to load {f}: it holds Python objects other than tensors and plain values, so it was not "
-            "written by learn.save/export, and loading it would mean running code stored in the file (a pickle "
-            "can do anything on your machine). Use a file made by this course's save/export; for weights from "
-            "elsewhere, ask for a plain state_dict of tensors.") from e
-    except (RuntimeError, EOFError, KeyError) as e:
-        raise _unreadable(f, e) from e
-
-
-def _is_pickle(f: Path) -> bool:
-    """A torch.save zip archive, or a plain pickle (protocol 2+ starts with the PROTO opcode)."""
-    with open(f, "rb") as fh:
-        return zipfile.is_zipfile(fh) or (fh.seek(0) == 0 and fh.read(1) == b"\x80")
-
-
-def _unreadable(f: Path, e: Exception) -> ValueError:
-    return ValueError(f"Cannot read {f}: it is empty, truncated or not a PyTorch file ({type(e).__name__}). "
-                      "Save it again (learn.save / learn.export).")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.device | str | None = None) -> Learner:
@@ -432,12 +390,12 @@ def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.devi
     if not f.is_file():
         raise FileNotFoundError(f"No exported learner at {f}; call learn.export() first.")
     state = safe_load(f, map_location="cpu")  # tensors land on the CPU, so a GPU-made export loads anywhere
+    check_export(state, f)  # damage, another version, a builder that is not ours: refused before anything runs
     spec = state["model_spec"]
     module, _, name = spec["builder"].partition(":")
-    if not module.startswith("course_utils."):
-        raise ValueError(f"{f}: unknown model builder {spec['builder']!r}.")
     builder = getattr(importlib.import_module(module), name)  # imported first: it defines the data's types (text)
     data = DataBunch.from_state(state["data"], f.parent, device=torch.device(device) if device else None)
+    check_classes_fit(data.classes, spec.get("n_out"), f)
     model = builder(spec)
     _load_weights(model, state["model"], f, strict=True)
     return Learner(data, model, path=f.parent, model_spec=spec)

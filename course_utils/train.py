@@ -10,14 +10,16 @@ label type) and `train_recipe` (frozen, then unfrozen with discriminative learni
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
-
-from .data_block import LabelLists, MultiCategoryList
+from .data_block import CategoryList, LabelLists, MultiCategoryList
 from .learner import Learner, load_learner
 from .metrics import accuracy, accuracy_thresh, fbeta, masked_accuracy
+from .tables import read_csv
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
 from .vision.image import image_extensions
 
@@ -42,11 +44,22 @@ def own_data(images: str | Path, csv: str | Path | None = None, masks: str | Pat
     items = ImageList.from_folder(images)
     tops = {p.relative_to(images).parts[0] for p in items.items}
     split = items.split_by_folder() if {"train", "valid"} <= tops else items.split_by_rand_pct(valid_pct, seed=seed)
-    return split.label_from_folder()
+    src = split.label_from_folder()
+    _need_two_classes(src, images)
+    return src
+
+
+def _need_two_classes(src: LabelLists, images: Path) -> None:
+    """A folder layout with one class trains a model that always answers it (accuracy 1.0): refuse it."""
+    classes = src.train.y.classes if isinstance(src.train.y, CategoryList) else None
+    if classes is not None and len(classes) < 2:
+        raise ValueError(f"{images} holds only one class ({classes[0]!r}): --folders expects one sub-folder per "
+                         f"class, e.g. {images}/cats/*.jpg and {images}/dogs/*.jpg (optionally under train/ and "
+                         "valid/). For a flat folder of images, label them with --csv instead.")
 
 
 def _csv_data(images: Path, csv: Path, valid_pct: float, seed: int, label_delim: str) -> LabelLists:
-    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    df = read_csv(csv, dtype=str, keep_default_na=False)
     if df.shape[1] < 2:
         raise ValueError(f"{csv} needs two columns (image name, labels); it has {list(df.columns)}.")
     suffix = "" if Path(df.iloc[0, 0]).suffix.lower() in image_extensions else _guess_suffix(images, df.iloc[0, 0])
@@ -68,7 +81,7 @@ def _mask_data(images: Path, masks: Path, codes: str | Path | None, valid_pct: f
     codes = Path(codes) if codes else masks.parent / "codes.txt"
     if not codes.is_file():
         raise FileNotFoundError(f"No class names file {codes}: write the class names one per line (line i = id i).")
-    classes = [ln.strip() for ln in codes.read_text().splitlines() if ln.strip()]
+    classes = [ln.strip() for ln in codes.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
 
     def mask_of(img: Path) -> Path:
         for name in (f"{img.stem}.png", f"{img.stem}_P.png"):
@@ -102,15 +115,21 @@ def own_learner(src: LabelLists, size: int = 128, bs: int = 32, arch: str = "res
     return make(data, arch, pretrained=pretrained, metrics=default_metrics(src))
 
 
-def train_recipe(learn: Learner, epochs: int = 4, lr: float | None = None) -> float:
+def train_recipe(learn: Learner, epochs: int = 4, lr: float | None = None,
+                 after_stage: Callable[[int], None] | None = None) -> float:
     """The lesson's recipe: head first (frozen body) at `lr` (default: the LR finder's suggestion), then
-    everything with discriminative rates slice(lr/100, lr/5). Returns the learning rate used."""
+    everything with discriminative rates slice(lr/100, lr/5). `after_stage(1)` and `after_stage(2)` run as
+    each stage finishes (the command line exports there). Returns the learning rate used."""
     if lr is None:
         learn.lr_find()
         lr = learn.recorder.plot(suggestion=True)
     learn.fit_one_cycle(epochs, slice(lr))
+    if after_stage:
+        after_stage(1)
     learn.unfreeze()
     learn.fit_one_cycle(epochs, slice(lr / 100, lr / 5))
+    if after_stage:
+        after_stage(2)
     return lr
 
 
@@ -141,9 +160,9 @@ def add_train_command(commands) -> None:
     cmd.add_argument("--arch", default="resnet34", help="torchvision architecture (default: resnet34)")
     cmd.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                      help="start from random weights instead of ImageNet's (no download needed)")
-    cmd.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
-    cmd.add_argument("--bs", type=int, default=32, help="batch size (default: 32)")
-    cmd.add_argument("--epochs", type=int, default=4, help="epochs for each of the two stages (default: 4)")
+    cmd.add_argument("--size", type=positive_int, default=128, help="image size in pixels (default: 128)")
+    cmd.add_argument("--bs", type=positive_int, default=32, help="batch size (default: 32)")
+    cmd.add_argument("--epochs", type=positive_int, default=4, help="epochs for each of the two stages (default: 4)")
     cmd.add_argument("--lr", type=float, help="maximum learning rate (default: the LR finder's suggestion)")
     cmd.add_argument("--valid-pct", type=float, default=0.2, help="share held out for validation (default: 0.2)")
     cmd.add_argument("--seed", type=int, default=42, help="seed of the validation split (default: 42)")
@@ -151,16 +170,66 @@ def add_train_command(commands) -> None:
     cmd.set_defaults(run=_train)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a size, batch size or epoch count of 0 cannot work)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
+
+
 def _train(args) -> int:
+    out = _output_folder(Path(args.out))  # before anything slow: a bad --out must not cost a training run
     src = own_data(args.images, csv=args.csv, masks=args.masks, codes=args.codes, valid_pct=args.valid_pct,
                    seed=args.seed)
     learn = own_learner(src, size=args.size, bs=args.bs, arch=args.arch, pretrained=args.pretrained)
+    learn.path = out
     print(f"{len(src.train)} training and {len(src.valid)} validation images; {learn.data.c} outputs")
-    lr = train_recipe(learn, args.epochs, args.lr)
-    learn.path = Path(args.out)
-    f = learn.export()
-    print(f"learning rate {lr:.2e}; exported to {f}")
+    finished = []
+    def export_stage(stage: int) -> None:
+        finished.append(stage)
+        print(f"stage {stage} of 2 done; exported to {learn.export()}")
+    try:
+        lr = train_recipe(learn, args.epochs, args.lr, after_stage=export_stage)
+    except KeyboardInterrupt:
+        return _interrupted(learn, finished)
+    print(f"learning rate {lr:.2e}; the final model is {out / 'export.pkl'}")
     return 0
+
+
+def _output_folder(out: Path) -> Path:
+    """`out`, created and known to be writable, or a ValueError saying why not."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (the model is written inside it, as export.pkl).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ValueError(f"Cannot write in --out {out} ({e.strerror or e}); choose another folder.") from e
+    return out
+
+
+def _interrupted(learn: Learner, finished: list[int]) -> int:
+    """Ctrl-C: export whatever finished training holds, say where, and how to go on."""
+    epochs = len(learn.recorder.epoch_rows)  # finished epochs of the stage that was interrupted
+    if not finished and not epochs:
+        print("\nInterrupted before the first epoch finished: nothing was trained, so nothing was saved.",
+              file=sys.stderr)
+        return 130
+    stage = len(finished) + 1
+    if epochs:  # finished epochs beyond the last export: export them
+        f, what = learn.export(), f"after {epochs} finished epoch(s) of stage {stage}"
+    else:  # a part-trained epoch is not worth replacing the finished stage's export with
+        f, what = learn.path / "export.pkl", f"as stage {finished[-1]} finished"
+    print(f"\nInterrupted in stage {stage} of 2. The model {what} is exported in {f}.\n"
+          f"Use it: python -m course_utils predict {f} IMAGE...\n"
+          "Train more: run the command again (training starts afresh; give another --out to keep this model).",
+          file=sys.stderr)
+    return 130
 
 
 def add_predict_command(commands) -> None:

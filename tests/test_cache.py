@@ -62,7 +62,8 @@ def test_a_changed_file_is_decoded_again(planet_path, tmp_path):
 
 
 def test_workers_fill_the_cache_the_main_process_sees(planet_src):
-    data = planet_src.transform(TFMS, size=24, cache=True).databunch(bs=4, num_workers=2, device=torch.device("cpu"))
+    data = planet_src.transform(TFMS, size=24, cache=True).databunch(bs=4, num_workers=2, device=torch.device("cpu"),
+                                                                   check=False)  # workers, not the check, fill it
     plain = planet_src.transform(TFMS, size=24).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
     for dl in (data.train_dl, data.valid_dl):
         for _ in dl:

@@ -37,7 +37,7 @@ def test_finetune_makes_the_model_give_the_corrected_answers(tmp_path, capsys):
     wanted = wrong_answers(export, items, tmp_path / "fb", "single-label")
     before = export.read_bytes()
     scores = finetune(export, tmp_path / "fb", tmp_path / "run" / "export-2.pkl", data=tmp_path / "run" / "data",
-                      epochs=8)
+                      epochs=8, lr=1e-2)
     new = load_learner(tmp_path / "run" / "export-2.pkl")
     assert {f: new.predict(f)[0] for f in wanted} == wanted
     assert scores["corrected items"] == (0.0, 1.0)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..data_block import (DataBunch, DeviceDataLoader, ItemList, ItemLists, LabelList, LabelLists, TargetList,
                           _column)
+from ..tables import read_csv
 from .tokenize import Tokenizer, Vocab
 
 __all__ = ["TextList", "TextItemLists", "TextLabelLists", "LMLabelList", "CrossEntropyFlat", "TextLMDataBunch",
@@ -60,7 +61,7 @@ class TextList(ItemList):
         csv = Path(path) / csv_name
         if not csv.is_file():
             raise FileNotFoundError(f"CSV file {csv} not found.")
-        return cls.from_df(pd.read_csv(csv), path, cols=cols, vocab=vocab, **kwargs)
+        return cls.from_df(read_csv(csv), path, cols=cols, vocab=vocab, **kwargs)
 
     @classmethod
     def from_folder(cls, path: str | Path, extensions: Iterable[str] | None = None, recurse: bool = True,

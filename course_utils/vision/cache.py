@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import data_dir
-from .image import open_image
+from .image import image_size
 from .transforms import sample_plan
 
 __all__ = ["ImageCache", "image_cache", "MEMORY_LIMIT"]
@@ -64,8 +64,8 @@ class ImageCache:
         """The size an image is resized to before augmentation (only the header is read, and only if it matters)."""
         if isinstance(self.size, (tuple, list)) and self.resize_method in (None, "squish"):
             return int(self.size[0]), int(self.size[1])
-        with open_image(path) as img:
-            return sample_plan(None, (img.height, img.width), self.size, self.resize_method, train=False).resized
+        w, h = image_size(path)
+        return sample_plan(None, (h, w), self.size, self.resize_method, train=False).resized
 
     def _file_name(self) -> Path:
         h = hashlib.sha1(repr((_FORMAT, self.size, self.resize_method)).encode())

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
+from collections import defaultdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,11 +14,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from matplotlib.patches import Patch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..data_block import ItemList, TargetList
 from ..metrics import mse
 from .cache import image_cache
-from .image import image_extensions, image_to_tensor, load_rgb, open_image, show_image
+from .image import image_extensions, image_size, image_to_tensor, load_rgb, open_image, show_image
 from .batch import augment_batch, plan_params, resample_batch
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
@@ -23,6 +27,7 @@ __all__ = ["ImageList", "imagenet_stats", "PointsItemList", "PointsLabelList", "
            "SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask"]
 
 imagenet_stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+CHECK_BAR_FROM = 1000  # images: checking fewer takes a second or two, more get a progress bar
 
 
 class ImageList(ItemList):
@@ -37,18 +42,30 @@ class ImageList(ItemList):
             raise FileNotFoundError(
                 f"{len(missing)} of {len(self.items)} images listed in the table do not exist, e.g. {missing[0]}. "
                 "Check the `folder=` and `suffix=` arguments (Planet: folder='train-jpg', suffix='.jpg').")
+        self._warn_duplicates()
+
+    def _warn_duplicates(self) -> None:
+        """The same file twice in a table would let one image be both trained on and validated on."""
+        rows = defaultdict(list)
+        for i, p in enumerate(self.items):
+            rows[str(p)].append(i + 2)  # CSV rows, the header being row 1
+        dups = [(p, r) for p, r in rows.items() if len(r) > 1]
+        if dups:
+            shown = "; ".join(f"{self._short(p)} (rows {', '.join(map(str, r))})" for p, r in dups[:5])
+            warnings.warn(f"The table names {len(dups)} image(s) more than once: {shown}"
+                          f"{' ...' if len(dups) > 5 else ''}. Each copy counts as an item (the splits keep all "
+                          "copies of a file on the same side); remove the extra rows, or merge their labels into "
+                          "one row.", stacklevel=4)
 
     def check(self, strict: bool = False) -> list[tuple[Path, str]]:
         """Decode every image once and report *all* the unreadable ones together (not one per training run).
 
         Returns the (file, problem) pairs and prints a summary; with `strict`, raises instead."""
         problems = []
-        for p in self.items:
-            try:
-                with open_image(p) as img:
-                    load_rgb(img)
-            except (ValueError, FileNotFoundError, OSError) as e:
-                problems.append((Path(p), str(e).split(". ")[0]))
+        for i, p in enumerate(self.items):
+            why = self._item_problem(i)
+            if why is not None:
+                problems.append((Path(p), why.split(". ")[0]))
         if problems:
             lines = "\n".join(f"  {self._short(p)}: {why}" for p, why in problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -61,15 +78,43 @@ class ImageList(ItemList):
             print(f"All {len(self.items)} images can be read.")
         return problems
 
+    def check_for_training(self, y_list: TargetList | None = None, size=None, resize_method: str | None = None,
+                           tfm_y: bool | None = None, cache: bool = False, **kwargs) -> list[str]:
+        """Everything that would stop training, for every item, found before it starts: each file opened and
+        fully decoded (filling the decode cache when `cache`), masks' modes, sizes and class ids and points'
+        positions checked. Returns one message per bad item, each naming its file."""
+        items = range(len(self.items))
+        if len(self.items) >= CHECK_BAR_FROM:
+            items = tqdm(items, desc=f"Checking {len(self.items)} images", unit="img", leave=False)
+        found = (self._item_problem(i, y_list, size, resize_method, tfm_y, cache) for i in items)
+        return [why for why in found if why is not None]
+
+    def _item_problem(self, i: int, y_list: TargetList | None = None, size=None, resize_method: str | None = None,
+                      tfm_y: bool | None = None, cache: bool = False) -> str | None:
+        """What is wrong with item i (and its target), or None: the image decoded as training will decode it."""
+        try:
+            img = open_image(self.items[i])
+            try:
+                y = None if y_list is None else y_list.get(i)
+                self._check_target(img, y, y_list, self.tfm_y_default if tfm_y is None else tfm_y)
+                plan = sample_plan(None, (img.height, img.width), size, resize_method, train=False)
+            except BaseException:
+                img.close()
+                raise
+            self._decode(img, plan, size, resize_method, cache)  # closes the image
+        except (ValueError, FileNotFoundError, OSError) as e:
+            return str(e)
+        return None
+
     def check_batchable(self, size=None, resize_method: str | None = None, **kwargs) -> None:
         """Images keep their own size without `size=` (or with resize_method='no'), and a batch needs one size:
         fail now, naming two files of different sizes, not in the DataLoader once training has started."""
+        _check_size(size)
         if size is not None and resize_method != ResizeMethod.NO:
             return
         first = None
         for p in self.items:
-            with open_image(p) as img:
-                wh = img.size  # the header only: no decoding
+            wh = image_size(p)  # the header only: no decoding
             if first is None:
                 first = (p, wh)
             elif wh != first[1]:
@@ -166,6 +211,15 @@ class ImageList(ItemList):
             else:
                 ax.axis("off")
         fig.tight_layout()
+
+
+def _check_size(size) -> None:
+    sizes = size if isinstance(size, (tuple, list)) else [size]
+    ok = size is None or (len(sizes) in (1, 2) and all(
+        isinstance(s, numbers.Real) and not isinstance(s, bool) and s >= 1 for s in sizes))
+    if not ok:
+        raise ValueError(f"size must be a positive number of pixels, or a (height, width) pair of them; got {size!r}. "
+                         "The lesson uses e.g. `.transform(tfms, size=128)`.")
 
 
 # --- points (head pose) --------------------------------------------------------------------------
@@ -289,17 +343,20 @@ class PointsItemList(ImageList):
         return PointsLabelList
 
     def _check_target(self, img, y, y_list: TargetList, tfm_y: bool) -> None:
-        if y is not None and isinstance(y_list, PointsLabelList) and not tfm_y:
+        if y is None or not isinstance(y_list, PointsLabelList):
+            return
+        if not tfm_y:
             raise ValueError("Points must move with their image: pass tfm_y=True to transform(), e.g. "
                              ".transform(get_transforms(), tfm_y=True, size=(120, 160)).")
+        if not _inside(points_to_unit(y, (img.height, img.width))):
+            name = getattr(img, "filename", "") or "an image"
+            raise ValueError(f"The point(s) {y.tolist()} of {name} lie outside its {img.height}x{img.width} image. "
+                             "Check the labelling function: points are (row, col) = (y, x), in pixels.")
 
     def _draw_plan(self, img, y, y_list, tfms, size, resize_method, train) -> TransformPlan:
         if y is None or not isinstance(y_list, PointsLabelList):
             return super()._draw_plan(img, y, y_list, tfms, size, resize_method, train)
         name = getattr(img, "filename", "") or "an image"
-        if not _inside(points_to_unit(y, (img.height, img.width))):
-            raise ValueError(f"The point(s) {y.tolist()} of {name} lie outside its {img.height}x{img.width} image. "
-                             "Check the labelling function: points are (row, col) = (y, x), in pixels.")
         for _ in range(self.max_draws):
             plan = super()._draw_plan(img, y, y_list, tfms, size, resize_method, train)
             if _inside(points_to_unit(plan.apply_points(y), plan.out_size)):

@@ -1,27 +1,92 @@
 """Opening images as PIL and tensors, and drawing them."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["open_image", "load_rgb", "to_rgb", "image_to_tensor", "show_image", "image_extensions"]
+__all__ = ["open_image", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image", "image_extensions"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Open an image lazily (only the header is read), with an error that names the file."""
+    """Open an image with an error that names the file, upright: a photo stored sideways with an EXIF
+    orientation tag (phones do this) is turned the way every viewer shows it. Other images are opened
+    lazily (only the header is read; `load_rgb` decodes them)."""
     path = Path(path)
+    img = _open(path)
+    if _orientation(img) in _TURNS:
+        try:
+            upright = ImageOps.exif_transpose(img)  # decodes this image now (a turn needs the pixels)
+        except OSError as e:
+            raise ValueError(f"Cannot decode image {path}: {e}. The file is truncated or corrupt; delete or "
+                             "replace it.") from e
+        finally:
+            img.close()
+        upright.filename = str(path)  # errors and the decode cache name the file
+        return upright
+    return img
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image as shown (EXIF orientation applied), from its header only."""
+    with _open(Path(path)) as img:
+        w, h = img.size
+        return (h, w) if _orientation(img) in _SIDEWAYS else (w, h)
+
+
+# EXIF orientations that need a turn or a flip, and those among them that swap width and height
+_TURNS, _SIDEWAYS = (2, 3, 4, 5, 6, 7, 8), (5, 6, 7, 8)
+
+
+def _orientation(img: Image.Image) -> int:
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1  # an eXIf chunk after the pixels is rare, and reading it would decode the whole image
+    try:
+        return int(img.getexif().get(ExifTags.Base.Orientation, 1))
+    except (OSError, ValueError, TypeError, SyntaxError):  # a damaged EXIF block: show the pixels as stored
+        return 1
+
+
+def _open(path: Path) -> Image.Image:
+    """Image.open with errors that name the file and say what to do."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an image file. Give the image files inside it.")
     if not path.is_file():
         raise FileNotFoundError(f"Image {path} does not exist.")
     try:
-        return Image.open(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ValueError(_bomb_message(path, e)) from e
+    except PermissionError as e:
+        raise ValueError(f"Cannot read image {path}: permission denied. Make it readable "
+                         f"(chmod a+r '{path}') or remove it.") from e
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"Cannot read image {path}: {e}. Delete or replace the file.") from e
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            warnings.warn(f"{path} is {img.width}x{img.height} pixels: decoding it takes "
+                          f"{img.width * img.height * 3 / 2**20:.0f} MB of memory. Shrink it if that is a mistake.",
+                          stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return img
+
+
+def _bomb_message(path: Path, e: Exception) -> str:
+    pixels = str(e).partition("(")[2].partition(" pixels)")[0]  # "Image size (400000000 pixels) exceeds ..."
+    shown = f"{int(pixels):,} pixels" if pixels.isdigit() else "too many pixels"
+    return (f"Cannot read image {path}: it has {shown}, more than twice Pillow's safety limit "
+            f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS:,}), so it may be a decompression bomb (a small "
+            "file that fills the memory when decoded). Shrink it or remove it; if you trust it, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS before loading.")
 
 
 def load_rgb(img: Image.Image, min_size: tuple[int, int] | None = None) -> Image.Image:
@@ -29,6 +94,7 @@ def load_rgb(img: Image.Image, min_size: tuple[int, int] | None = None) -> Image
     if min_size is not None and img.format == "JPEG":
         img.draft("RGB", min_size)  # DCT-domain downscale: several times cheaper than decode-then-resize
     try:
+        img.load()  # decode every pixel here, so a truncated file fails inside this error handling
         return to_rgb(img)
     except OSError as e:
         raise ValueError(f"Cannot decode image {getattr(img, 'filename', '')}: {e}. "
