@@ -5,9 +5,9 @@ It makes planet-style 256-px JPEGs (and 8-class masks for the U-Net) in a tempor
 and jittering data/planet_tiny, then measures
   (a) the input pipeline alone (planet augmentations at 128 px, batch 64): no cache, cold and warm cache,
       at num_workers 0 and 2, against a `Dataset` that decodes every file and applies `transforms.v2`;
-  (b) training resnet18 at 64 and 128 px and the resnet18 U-Net at 96x128, fp32 and bf16 (and bf16 with
-      channels_last), a few batches each (the first is warm-up and not timed), with GFLOP per image;
-  (c) the same training in a plain fp32 PyTorch loop;
+  (b) training resnet18 at 64 and 128 px and the lesson's resnet18 U-Net at 96x128: fp32, bf16 forced, and
+      whatever `to_fp16()` picks on this CPU, a few batches each (the first is warm-up and not timed);
+  (c) the same models, freshly built, in a plain fp32 PyTorch loop over a plain Dataset;
 and prints a table; everything goes to a JSON file. `--quick` runs in about a minute.
 """
 from __future__ import annotations
@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -34,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from .amp import cpu_capability, cpu_has_native_bf16
 from .callbacks import Callback, CancelFit
 from .config import seed_everything
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
@@ -213,53 +213,31 @@ def lib_learner(kind: str, root: Path, size, bs: int, n_items: int):
     return cnn_learner(data, torchvision.models.resnet18, pretrained=False)
 
 
+PRECISIONS = ("fp32", "bf16", "to_fp16")
+
+
 def bench_lib_train(kind: str, root: Path, size, bs: int, n: int, precision: str) -> dict:
+    """Images/s of this library's `fit` in fp32, forced bf16, or whatever `to_fp16()` picks on this machine."""
     learn = lib_learner(kind, root, size, bs, bs * (n + 1))
-    if precision != "fp32":
-        learn.to_bf16()
-    if precision == "bf16+cl":
-        learn.to_channels_last()
+    if precision == "bf16":
+        learn.to_bf16(force=True)
+    elif precision == "to_fp16":
+        learn.to_fp16()
     timer = BatchTimer(n)
     learn.fit(1, lr=1e-3, callbacks=[timer], progress=False)
-    return {"img_s": n * bs / (timer.times[-1] - timer.times[0]), "mean_loss": float(np.mean(timer.losses))}
-
-
-class PlainUnet(nn.Module):
-    """A straightforward U-Net over torchvision's resnet18: bilinear upsampling, concatenated skips, two convs."""
-
-    def __init__(self, n_classes: int):
-        super().__init__()
-        r = torchvision.models.resnet18()
-        self.stem = nn.Sequential(r.conv1, r.bn1, r.relu)
-        self.downs = nn.ModuleList([nn.Sequential(r.maxpool, r.layer1), r.layer2, r.layer3, r.layer4])
-        outs, skips = [256, 128, 64, 32, 32], [256, 128, 64, 64, 0]
-        self.ups = nn.ModuleList([self._block(i + s, o) for i, s, o in zip([512, *outs[:-1]], skips, outs)])
-        self.head = nn.Conv2d(32, n_classes, 1)
-
-    @staticmethod
-    def _block(ni: int, nf: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(ni, nf, 3, padding=1), nn.BatchNorm2d(nf), nn.ReLU(inplace=True),
-                             nn.Conv2d(nf, nf, 3, padding=1), nn.BatchNorm2d(nf), nn.ReLU(inplace=True))
-
-    def forward(self, x):
-        feats = [self.stem(x)]
-        for d in self.downs:
-            feats.append(d(feats[-1]))
-        h = feats.pop()
-        for up in self.ups:
-            skip = feats.pop() if feats else None
-            h = F.interpolate(h, size=skip.shape[-2:] if skip is not None else x.shape[-2:], mode="bilinear")
-            h = up(torch.cat([h, skip], 1) if skip is not None else h)
-        return self.head(h)
+    picked = learn.precision.dtype if learn.precision else None
+    return {"img_s": n * bs / (timer.times[-1] - timer.times[0]), "mean_loss": float(np.mean(timer.losses)),
+            "picked": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(picked, "fp32"), "timed_batches": n}
 
 
 def bench_plain_train(kind: str, root: Path, size, bs: int, n: int) -> dict:
-    """The baseline: a plain fp32 loop over the plain Dataset (num_workers=0, as on a CPU)."""
+    """The baseline: the same model as the library's, freshly built, trained by a plain fp32 loop over the
+    plain Dataset (num_workers=0, as on a CPU), so the difference is the library's loop and pipeline."""
+    model = lib_learner(kind, root, size, bs, bs).model
     torch.manual_seed(0)
     ds = plain_seg(root, size) if kind == "unet" else plain_planet(root, size)
-    model = PlainUnet(N_SEG_CLASSES) if kind == "unet" else torchvision.models.resnet18(num_classes=ds.targets.shape[1])
     loss_fn = nn.CrossEntropyLoss() if kind == "unet" else nn.BCEWithLogitsLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     times = []
     model.train()
     for i, (x, y) in enumerate(plain_loader(ds, bs, 0)):
@@ -269,26 +247,26 @@ def bench_plain_train(kind: str, root: Path, size, bs: int, n: int) -> dict:
         times.append(time.perf_counter())
         if i == n:
             break
-    shape = (3, *size) if isinstance(size, tuple) else (3, size, size)
-    return {"img_s": n * bs / (times[-1] - times[0]), "gflop_per_img": gflop_per_image(model, shape),
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    return {"img_s": n * bs / (times[-1] - times[0])}
 
 
 def bench_training(root: Path, n: int, start: float) -> dict:
-    """Each workload in the library (fp32, bf16, bf16 + channels_last) and in the plain loop."""
-    res = {}
+    """Each workload in the library (fp32, forced bf16, what `to_fp16()` picks) and in the plain loop.
+
+    Without native bf16 a forced bf16 step is emulated and can take many seconds, so it is timed over one
+    batch there."""
+    res, native = {}, cpu_has_native_bf16()
     for kind, size, bs in (("resnet18", 64, 32), ("resnet18", 128, 32), ("unet", (96, 128), 8)):
         name = f"{kind}@{size if isinstance(size, int) else 'x'.join(map(str, size))}"
-        row = {p: bench_lib_train(kind, root, size, bs, n, p) for p in ("fp32", "bf16", "bf16+cl")}
+        row = {p: bench_lib_train(kind, root, size, bs, n if p != "bf16" or native else 1, p) for p in PRECISIONS}
+        row["plain"] = bench_plain_train(kind, root, size, bs, n)
         learn = lib_learner(kind, root, size, bs, bs)
         shape = (3, *size) if isinstance(size, tuple) else (3, size, size)
-        row["lib_gflop_per_img"] = gflop_per_image(learn.model, shape)
-        row["lib_params_m"] = sum(p.numel() for p in learn.model.parameters()) / 1e6
-        row["plain"] = bench_plain_train(kind, root, size, bs, n)
-        row["bf16_vs_plain"] = row["bf16"]["img_s"] / row["plain"]["img_s"]
-        # per unit of work: the library's U-Net (the lesson's) does several times the plain one's FLOPs per image
-        row["bf16_vs_plain_per_gflop"] = row["bf16_vs_plain"] * row["lib_gflop_per_img"] / row["plain"]["gflop_per_img"]
-        row["bf16_loss_rel_diff"] = abs(row["bf16"]["mean_loss"] / row["fp32"]["mean_loss"] - 1)
+        row["gflop_per_img"] = gflop_per_image(learn.model, shape)
+        row["params_m"] = sum(p.numel() for p in learn.model.parameters()) / 1e6
+        row["fp32_vs_plain"] = row["fp32"]["img_s"] / row["plain"]["img_s"]
+        row["picked_vs_plain"] = row["to_fp16"]["img_s"] / row["plain"]["img_s"]
+        row["picked_loss_rel_diff"] = abs(row["to_fp16"]["mean_loss"] / row["fp32"]["mean_loss"] - 1)
         res[name] = row
         print(f"  {name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     return res
@@ -296,11 +274,24 @@ def bench_training(root: Path, n: int, start: float) -> dict:
 
 # --- report ---------------------------------------------------------------------------------------------
 def machine() -> dict:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "bf16_units": [f for f in ("amx_bf16", "avx512_bf16") if f in flags],
+    """The CPU as torch sees it (kernel level, native bf16, AMX, threads) and the versions."""
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "capability": cpu_capability(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "load_avg_start": os.getloadavg()}
+
+
+def _cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
+             if ln.startswith("model name")] if info.exists() else []
+    return names[0] if names else (platform.processor() or platform.machine())
+
+
+def describe(m: dict) -> str:
+    """One line: which CPU, what torch can use on it, and how busy the machine was."""
+    c = m["capability"]
+    return (f"{m['cpu']}, {m['cores']} cores, {c['threads']} torch threads; kernels {c['isa']}, "
+            f"native bf16 {'yes' if c['native_bf16'] else 'no'} (AVX512-BF16 {'yes' if c['avx512_bf16'] else 'no'}, "
+            f"AMX {'yes' if c['amx'] else 'no'}); torch {m['torch']}; load average {m['load_avg_start'][0]:.1f}")
 
 
 def table(res: dict) -> str:
@@ -311,14 +302,19 @@ def table(res: dict) -> str:
         lines.append(f"{w:>8} {r['lib_nocache']:9.0f} {r['lib_cold']:8.0f} {r['lib_warm']:8.0f} "
                      f"{r.get('lib_warm_per_item', float('nan')):19.0f} {r['plain']:8.0f} "
                      f"{r['warm_vs_plain']:10.2f} {r['cold_vs_plain']:10.2f}")
-    lines += ["", "training, images/s (batches after the first; num_workers 0, cache warm)",
-              f"{'workload':>16} {'fp32':>7} {'bf16':>7} {'bf16+cl':>8} {'plain':>7} {'bf16/plain':>10} "
-              f"{'GFLOP/img lib|plain':>20} {'bf16/plain GFLOP/s':>18} {'loss diff':>9}"]
+    picked = next(iter(res["training"].values()))["to_fp16"]["picked"]
+    lines += ["", "training, images/s (batches after the first; num_workers 0, cache warm; plain = the same model "
+              "in a plain fp32 loop over a plain Dataset)",
+              f"{'workload':>13} {'fp32':>7} {'bf16':>7} {'to_fp16 (' + picked + ')':>16} {'plain':>7} "
+              f"{'fp32/plain':>10} {'to_fp16/plain':>13} {'GFLOP/img':>9} {'params':>7} {'loss diff':>9}"]
     for name, r in res["training"].items():
-        lines.append(f"{name:>16} {r['fp32']['img_s']:7.1f} {r['bf16']['img_s']:7.1f} {r['bf16+cl']['img_s']:8.1f} "
-                     f"{r['plain']['img_s']:7.1f} {r['bf16_vs_plain']:10.2f} "
-                     f"{r['lib_gflop_per_img']:9.2f} | {r['plain']['gflop_per_img']:7.2f} "
-                     f"{r['bf16_vs_plain_per_gflop']:18.2f} {r['bf16_loss_rel_diff']:9.1%}")
+        one = "*" if r["bf16"]["timed_batches"] == 1 and r["to_fp16"]["timed_batches"] > 1 else " "
+        lines.append(f"{name:>13} {r['fp32']['img_s']:7.1f} {r['bf16']['img_s']:6.1f}{one} "
+                     f"{r['to_fp16']['img_s']:16.1f} {r['plain']['img_s']:7.1f} {r['fp32_vs_plain']:10.2f} "
+                     f"{r['picked_vs_plain']:13.2f} {r['gflop_per_img']:9.2f} {r['params_m']:6.1f}M "
+                     f"{r['picked_loss_rel_diff']:9.1%}")
+    if any(r["bf16"]["timed_batches"] == 1 for r in res["training"].values()):
+        lines.append("* bf16 forced on a CPU without native bf16 (emulated): one timed batch")
     m = res["memory"]
     lines += ["", f"peak RSS: {m['max_rss_mb']:.0f} MB (workers: {m['children_max_rss_mb']:.0f} MB); "
               f"cache at 128 px: {m['cache_mb']:.0f} MB for {res['n_images']} images"]
@@ -329,6 +325,7 @@ def run(n_images: int, n_batches: int, out: Path, workers=(0, 2)) -> dict:
     """Generate the data, measure everything, write `out` and return the results."""
     start = time.perf_counter()
     res = {"machine": machine(), "n_images": n_images, "timed_batches": n_batches}
+    print(describe(res["machine"]), flush=True)
     with tempfile.TemporaryDirectory(prefix="course_bench_") as tmp:
         os.environ.setdefault("COURSE_DATA", tmp)  # a cache over the memory limit goes to a file here
         root = make_data(Path(tmp) / "planet", n_images)
@@ -360,8 +357,7 @@ def main(argv=None) -> None:
     n_batches = a.batches or (1 if a.quick else 4)
     res = run(n_images, n_batches, a.out)
     m = res["machine"]
-    print(f"\n{m['cores']} cores, {m['torch_threads']} torch threads, bf16 units: {m['bf16_units'] or 'none'}, torch {m['torch']}; "
-          f"load average {m['load_avg_start'][0]:.1f} at start, {m['load_avg_end'][0]:.1f} at end")
+    print(f"\n{describe(m)} at start, {m['load_avg_end'][0]:.1f} at end")
     print(table(res))
     print(f"\n{res['seconds']:.0f} s in all; results in {a.out}")
 

@@ -21,6 +21,17 @@ def test_generated_data_feeds_the_library_and_the_plain_baseline(tmp_path):
     assert mx.shape == (3, 24, 32) and my.shape == (1, 24, 32)
 
 
-def test_the_plain_unet_predicts_every_pixel():
-    out = bench.PlainUnet(bench.N_SEG_CLASSES).eval()(torch.zeros(1, 3, 64, 96))
-    assert out.shape == (1, bench.N_SEG_CLASSES, 64, 96)
+def test_the_machine_line_says_the_cpu_level_and_native_bf16(monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    m = bench.machine()
+    assert m["capability"]["isa"] == "AVX2" and m["capability"]["native_bf16"] is False
+    line = bench.describe(m)
+    assert "kernels AVX2" in line and "native bf16 no" in line and f"{m['capability']['threads']} torch threads" in line
+
+
+def test_the_training_row_says_what_to_fp16_picked(tmp_path, monkeypatch):
+    monkeypatch.setattr("course_utils.amp.cpu_has_native_bf16", lambda: False)
+    root = bench.make_data(tmp_path / "planet", 8)
+    r = bench.bench_lib_train("resnet18", root, 32, 4, 1, "to_fp16")
+    assert r["picked"] == "fp32" and r["img_s"] > 0
+    assert bench.bench_lib_train("resnet18", root, 32, 4, 1, "bf16")["picked"] == "bf16"
