@@ -253,9 +253,10 @@ class Learner:
         BatchNorm statistics over all processes' batches; `timeout` (seconds) bounds any wait for the others.
         See course_utils/distributed.py."""
         if self.dist is None:
-            self.dist = DistributedTraining(sync_bn, timeout)
-            self.dist.setup(self)
-            self.callbacks.append(self.dist)
+            dist = DistributedTraining(sync_bn, timeout)
+            dist.setup(self)
+            self.dist = dist
+            self.callbacks.append(dist)
         return self
 
     # --- mixed precision ------------------------------------------------------------------------
