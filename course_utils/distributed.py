@@ -217,7 +217,9 @@ class DistributedTraining(Callback):
         self.sync_buffers()
 
     def after_fit(self):
-        if dist.is_initialized():
+        # a fit stopped early (CancelFit) may end without validation; one ended by an error must not wait here
+        # for the others (they are stuck elsewhere, and torchrun stops them once this process exits)
+        if sys.exc_info()[0] is None and dist.is_initialized():
             self.sync_buffers()
 
     # --- collective helpers the Learner calls ---------------------------------------------------------
