@@ -20,7 +20,7 @@ from course_utils.callbacks import Callback
 from course_utils.config import seed_everything
 from course_utils.learner import Learner
 from course_utils.metrics import accuracy_thresh, fbeta
-from course_utils.vision import ImageList, imagenet_stats
+from course_utils.vision import ImageList, get_transforms, imagenet_stats
 
 
 class Misbehave(Callback):
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--bad-rank", type=int, default=1)
     parser.add_argument("--fp16", action="store_true", help="mixed precision (bf16 on a CPU)")
     parser.add_argument("--batchnorm", action="store_true", help="a BatchNorm layer in the body")
+    parser.add_argument("--augment", action="store_true", help="the lesson's augmentations, decode-once cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -63,7 +64,7 @@ def main() -> None:
     data = (ImageList.from_csv(args.data, "train_v2.csv", folder="train-jpg", suffix=".jpg")
             .split_by_rand_pct(0.3, seed=42)  # 7 valid items: 4 + 3, an uneven share
             .label_from_df(label_delim=" ")
-            .transform(size=16)
+            .transform(get_transforms() if args.augment else None, size=16, cache=args.augment)
             .databunch(bs=args.bs, num_workers=0, device=torch.device("cpu"))
             .normalize(imagenet_stats))
     body, head = tiny_model(data.c, args.batchnorm)

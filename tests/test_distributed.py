@@ -91,8 +91,9 @@ def test_only_rank_zero_prints_and_writes(two):
     assert sorted(p.name for p in (two.dir / "models").iterdir()) == ["stage-2.pth"], "one file, no temp left"
 
 
-def test_mixed_precision_and_batchnorm_keep_the_ranks_identical(planet_path, tmp_path):
-    run = _worker_run(planet_path, tmp_path, 2, "--fp16", "--batchnorm")  # bf16 autocast on a CPU
+def test_mixed_precision_batchnorm_and_augmentation_keep_the_ranks_identical(planet_path, tmp_path):
+    # bf16 autocast on a CPU; each process augments its own batches and fills its own decode cache
+    run = _worker_run(planet_path, tmp_path, 2, "--fp16", "--batchnorm", "--augment")
     assert "running_mean" in "".join(run.ranks[0]["weights"]), "the BatchNorm statistics are compared too"
     _assert_same_weights(run.ranks[0]["weights"], run.ranks[1]["weights"])
     assert all(torch.isfinite(torch.tensor(v)) for v in run.ranks[0]["result"].values())
