@@ -121,6 +121,7 @@ class DistributedTraining(Callback):
     def setup(self, learn) -> None:
         """Join the process group, put the model and data on this process's device, silence the other ranks."""
         self.learn = learn
+        _check_supported(learn.data, self.sync_bn)  # before joining: every process fails at once, none waits
         device = init_process_group(learn.data.device.type, self.timeout)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         if learn.data.device != device:  # "cuda" from default_device() means GPU 0; each process needs its own
@@ -128,9 +129,6 @@ class DistributedTraining(Callback):
             learn.model.to(device)
             learn.create_opt()
         if self.sync_bn:
-            if device.type != "cuda":
-                raise ValueError("sync_bn=True needs GPUs: torch synchronises BatchNorm statistics only between "
-                                 "CUDA devices. Leave it off on CPU processes.")
             nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)  # swaps BN layers in place, keeps the weights
         self.seed = int(self.share(torch.randint(0, 2**31 - 1, ()).item()))  # rank 0's draw: seeded runs repeat
         if self.rank != 0:  # one progress table, one set of messages; errors and warnings (stderr) stay
@@ -158,10 +156,6 @@ class DistributedTraining(Callback):
 
     def _sharded(self, ddl, train: bool):
         dl = ddl.dl
-        if not isinstance(dl, DataLoader):
-            raise TypeError(f"Distributed training supports data in torch DataLoaders (images: classification, "
-                            f"segmentation, points); this data uses {type(dl).__name__} (text), which is not "
-                            "supported yet. Train it in one process.")
         n = len(dl.dataset)
         sampler = (DistributedSampler(dl.dataset, self.world_size, self.rank, shuffle=True, seed=self.seed,
                                       drop_last=True) if train else ShardSampler(n, self.rank, self.world_size))
@@ -249,6 +243,19 @@ class DistributedTraining(Callback):
             raise error
         if failed is not None:
             raise RuntimeError(f"Process 0 failed to write the file: {failed}")
+
+
+def _check_supported(data, sync_bn: bool) -> None:
+    """Fail with a plain message on what distributed training cannot do, before any process waits for another."""
+    for name in ("train_dl", "valid_dl"):
+        dl = getattr(data, name).dl
+        if not isinstance(dl, DataLoader):
+            raise TypeError(f"Distributed training supports data in torch DataLoaders (images: classification, "
+                            f"segmentation, points); this data uses {type(dl).__name__} (text), which is not "
+                            "supported yet. Train it in one process.")
+    if sync_bn and data.device.type != "cuda":
+        raise ValueError("sync_bn=True needs GPUs: torch synchronises BatchNorm statistics only between CUDA "
+                         "devices. Leave it off on CPU processes.")
 
 
 def _local_world_size() -> int:

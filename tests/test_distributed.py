@@ -142,6 +142,21 @@ def test_to_distributed_outside_torchrun_says_how_to_launch(tiny_learner, monkey
     assert tiny_learner.dist is None
 
 
+def test_text_data_is_refused_before_any_process_waits(tmp_path, monkeypatch):
+    from test_text_data import lm_data, make_imdb_like
+
+    from course_utils.text import AWD_LSTM, language_model_learner
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    learn = language_model_learner(lm_data(make_imdb_like(tmp_path / "imdb")), AWD_LSTM, pretrained=False)
+    with pytest.raises(TypeError, match="not supported yet. Train it in one process"):
+        learn.to_distributed()  # no process group needed: the check comes first
+
+
+def test_sync_bn_on_a_cpu_is_refused(tiny_learner):
+    with pytest.raises(ValueError, match="sync_bn=True needs GPUs"):
+        tiny_learner.to_distributed(sync_bn=True)
+
+
 def test_timeout_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("COURSE_DIST_TIMEOUT", "12.5")
     assert _timeout(None).total_seconds() == 12.5
