@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from course_utils.distributed import ShardSampler, _timeout
+from course_utils.distributed import DistributedTraining, ShardSampler, _timeout
 from course_utils.learner import load_learner
 from course_utils.vision import ImageList  # noqa: F401  (load_learner finds the item type among those imported)
 
@@ -133,6 +133,29 @@ def test_shard_sampler_deals_every_item_to_exactly_one_rank(n, world):
     assert sorted(i for s in shares for i in s) == list(range(n))
     assert [len(ShardSampler(n, r, world)) for r in range(world)] == [len(s) for s in shares]
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def _as_rank(learn, rank: int, world_size: int) -> DistributedTraining:
+    """A DistributedTraining that believes it is `rank` of `world_size` (no process group: data logic only)."""
+    d = DistributedTraining()
+    d.learn, d.rank, d.world_size, d.seed = learn, rank, world_size, 7
+    return d
+
+
+def test_training_shares_are_disjoint_whole_batches_reshuffled_each_epoch(tiny_learner):
+    data = tiny_learner.data  # 18 training items, bs 4
+    samplers = [_as_rank(tiny_learner, r, 2)._sharded(data.train_dl, train=True).dl.sampler for r in range(2)]
+    first = [list(s) for s in samplers]
+    assert not set(first[0]) & set(first[1]) and len(first[0]) == len(first[1]) == 9
+    for s in samplers:
+        s.set_epoch(1)
+    assert [list(s) for s in samplers] != first, "a new shuffle each epoch"
+
+
+def test_a_training_set_too_small_for_every_process_is_a_clear_error(tiny_learner):
+    with pytest.raises(ValueError, match=r"18 items: shared by 8 processes that is 2 each, fewer than one batch "
+                                         r"\(bs=4, per process\)"):
+        _as_rank(tiny_learner, 0, 8).shard_data()
 
 
 def test_to_distributed_outside_torchrun_says_how_to_launch(tiny_learner, monkeypatch):
