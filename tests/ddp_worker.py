@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+import course_utils.learner as learner_module
 from course_utils.callbacks import Callback
 from course_utils.config import seed_everything
 from course_utils.learner import Learner
@@ -39,6 +40,16 @@ class Misbehave(Callback):
             time.sleep(600)
 
 
+def count_writes() -> list:
+    """Every file this process writes through the Learner's atomic_save, listed as it happens."""
+    writes, save = [], learner_module.atomic_save
+    def counted(obj, f):
+        writes.append(f)
+        save(obj, f)
+    learner_module.atomic_save = counted
+    return writes
+
+
 def tiny_model(n_out: int, batchnorm: bool = False) -> tuple[nn.Module, nn.Module]:
     """A two-layer conv body and a linear head: no dropout, and BatchNorm only if asked."""
     body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8) if batchnorm else nn.Identity(),
@@ -59,6 +70,7 @@ def main() -> None:
     parser.add_argument("--augment", action="store_true", help="the lesson's augmentations, decode-once cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    writes = count_writes()
     start = time.perf_counter()
     seed_everything(0)
     data = (ImageList.from_csv(args.data, "train_v2.csv", folder="train-jpg", suffix=".jpg")
@@ -83,6 +95,7 @@ def main() -> None:
     rank = learn.dist.rank
     torch.save({"weights": learn.model.state_dict(), "result": learn.recorder.final_results,
                 "suggestion": suggestion, "n_valid": len(learn.data.valid_dl.dl.sampler),
+                "writes": len(writes),
                 "seconds": time.perf_counter() - start}, args.out / f"rank{rank}.pt")
     print(f"world size {int(os.environ['WORLD_SIZE'])}: {learn.recorder.final_results}")
 

@@ -89,6 +89,7 @@ def test_only_rank_zero_prints_and_writes(two):
     assert two.out.count("epoch       train_loss") == 2, "one progress table per fit, not one per process"
     assert two.out.count("world size 2:") == 1
     assert sorted(p.name for p in (two.dir / "models").iterdir()) == ["stage-2.pth"], "one file, no temp left"
+    assert [r["writes"] for r in two.ranks] == [1, 0], "learn.save wrote on rank 0 only"
 
 
 def test_mixed_precision_batchnorm_and_augmentation_keep_the_ranks_identical(planet_path, tmp_path):
