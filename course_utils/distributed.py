@@ -124,7 +124,7 @@ class DistributedTraining(Callback):
         _check_supported(learn.data, self.sync_bn)  # before joining: every process fails at once, none waits
         device = init_process_group(learn.data.device.type, self.timeout)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        if learn.data.device != device:  # "cuda" from default_device() means GPU 0; each process needs its own
+        if learn.data.device != device:  # e.g. data made with device="cuda" (GPU 0): each process needs its own
             learn.data.device = device
             learn.model.to(device)
             learn.create_opt()

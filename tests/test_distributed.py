@@ -181,6 +181,16 @@ def test_sync_bn_on_a_cpu_is_refused(tiny_learner):
         tiny_learner.to_distributed(sync_bn=True)
 
 
+def test_under_torchrun_each_process_picks_its_own_gpu(monkeypatch):
+    from course_utils.config import default_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert default_device() == torch.device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert default_device() == torch.device("cuda", 3)
+
+
 def test_timeout_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("COURSE_DIST_TIMEOUT", "12.5")
     assert _timeout(None).total_seconds() == 12.5
