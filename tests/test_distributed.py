@@ -113,6 +113,17 @@ def test_command_line_trains_under_torchrun_and_exports_once(planet_path, tmp_pa
     assert probs.shape == (6,) and torch.isfinite(probs).all()
 
 
+def test_command_line_trains_a_unet_under_torchrun(camvid_path, tmp_path):
+    out = tmp_path / "run"
+    run = torchrun(2, "-m", "course_utils", "train", "--images", str(camvid_path / "images"), "--masks",
+                   str(camvid_path / "labels"), "--arch", "resnet18", "--no-pretrained", "--size", "32", "--bs", "2",
+                   "--epochs", "1", "--lr", "1e-2", "--out", str(out))
+    assert run.rc == 0, run.err[-4000:]
+    assert run.out.count("masked_accuracy") == 2, "two stages, one table each, printed by rank 0 alone"
+    assert [p.name for p in out.iterdir()] == ["export.pkl"]
+    assert load_learner(out).predict(camvid_path / "images" / "f0.png")[2].shape == (6, 32, 32)
+
+
 def test_a_rank_that_raises_ends_the_job_with_its_message(planet_path, tmp_path):
     run = torchrun(2, str(WORKER), str(planet_path), str(tmp_path), "--bs", "4", "--misbehave", "raise")
     assert run.rc != 0
