@@ -81,10 +81,12 @@ def init_process_group(device_type: str, timeout: float | None = None) -> torch.
                                f"{torch.cuda.device_count()}. Start at most that many: --nproc_per_node="
                                f"{torch.cuda.device_count()}.")
         torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=_timeout(timeout))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if not dist.is_initialized():  # device_id binds NCCL to this process's GPU at once (no guessing at barriers)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=_timeout(timeout),
+                                device_id=device if cuda else None)
         atexit.register(_leave)
-    return torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    return device
 
 
 def _leave() -> None:
