@@ -3,8 +3,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py DATA OUT --bs 4
 
 It follows the lesson's recipe on the Planet-like fixture at DATA: lr_find, the head alone (body frozen),
-then everything with discriminative rates, then `save`. The model has no dropout and (unless
---batchnorm) no BatchNorm, so splitting a batch over processes changes nothing but the order of additions. Each process
+then everything with discriminative rates, then `save`. The model has no dropout and (unless --batchnorm)
+no BatchNorm, so splitting a batch over processes changes nothing but the order of additions. Each process
 writes what it ended with to OUT/rank<R>.pt; only rank 0 prints.
 """
 import argparse
