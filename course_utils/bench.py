@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import platform
@@ -233,9 +234,13 @@ def bench_lib_train(kind: str, root: Path, size, bs: int, n: int, precision: str
 def bench_plain_train(kind: str, root: Path, size, bs: int, n: int) -> dict:
     """The baseline: the same model as the library's, freshly built, trained by a plain fp32 loop over the
     plain Dataset (num_workers=0, as on a CPU), so the difference is the library's loop and pipeline."""
-    model = lib_learner(kind, root, size, bs, bs).model
-    torch.manual_seed(0)
     ds = plain_seg(root, size) if kind == "unet" else plain_planet(root, size)
+    spec = {**lib_learner(kind, root, size, bs, bs).model_spec, "pretrained": False}
+    if kind != "unet":
+        spec["n_out"] = ds.targets.shape[1]  # every tag of the whole CSV, as the plain Dataset encodes them
+    module, _, name = spec["builder"].partition(":")
+    torch.manual_seed(0)
+    model = getattr(importlib.import_module(module), name)(spec)
     loss_fn = nn.CrossEntropyLoss() if kind == "unet" else nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     times = []

@@ -29,9 +29,11 @@ def course_mode() -> str:
 
 
 def default_device() -> torch.device:
-    """The fastest device present: CUDA, then Apple's MPS, then the CPU."""
+    """The fastest device present: CUDA, then Apple's MPS, then the CPU. Under torchrun, GPU number LOCAL_RANK:
+    each process has its own, and none should touch another's (a CUDA context costs GPU memory)."""
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        local_rank = os.environ.get("LOCAL_RANK")
+        return torch.device("cuda") if local_rank is None else torch.device("cuda", int(local_rank))
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")

@@ -20,13 +20,14 @@ import torch.nn as nn
 from .amp import MixedPrecision, choose_precision
 from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder
 from .data_block import DataBunch
+from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
 from .persist import atomic_save, check_classes_fit, check_export, safe_load, seal_export
 
 __all__ = ["Learner", "load_learner", "lr_range", "safe_load"]
 
 DEFAULT_LR = slice(3e-3)
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
 class Metric:
@@ -76,6 +77,9 @@ class Learner:
         self.amp_dtype, self.training, self.skipped_steps = None, False, 0
         self.precision, self._precision_said = None, None
         self.create_opt()
+        self.dist: DistributedTraining | None = None
+        if launched_by_torchrun():  # one of several processes: train as one of them
+            self.to_distributed()
 
     # --- optimizer and layer groups --------------------------------------------------------
     def create_opt(self) -> None:
@@ -193,9 +197,11 @@ class Learner:
                 self._one_batch()
 
     def _forward(self, xb: torch.Tensor) -> torch.Tensor:
+        # in distributed training, the DDP wrapper's backward pass averages the gradients of all processes
+        model = self.dist.ddp_model if self.training and self.dist and self.dist.ddp_model else self.model
         with torch.autocast(self.data.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            return self.model(xb).float()
+            return model(xb).float()
 
     def _one_batch(self) -> None:
         self._event("before_batch")
@@ -226,6 +232,8 @@ class Learner:
                 loss_sum += self.loss_func(pred, yb).item() * n
                 for i, m in enumerate(self.metric_fns):
                     metric_sums[i] += float(m(pred, yb)) * n
+        if self.dist is not None:  # each process saw its share of the set: add the shares up
+            total, loss_sum, *metric_sums = self.dist.all_sum([total, loss_sum, *metric_sums])
         result["valid_loss"] = loss_sum / total if total else None
         for m, s in zip(self.metric_fns, metric_sums):
             result[m.name] = s / total if total else None
@@ -234,6 +242,20 @@ class Learner:
     def validate(self) -> dict:
         """Validation loss and metrics of the current model."""
         return self._validate()
+
+    # --- several processes ---------------------------------------------------------------------------
+    def to_distributed(self, sync_bn: bool = False, timeout: float | None = None) -> "Learner":
+        """Train as one of the processes torchrun started (done automatically under torchrun): DDP keeps the
+        copies in step, each process trains on its share of each epoch, metrics cover the whole validation
+        set, only rank 0 prints and writes files. `bs` is per process. `sync_bn` (GPUs only) computes
+        BatchNorm statistics over all processes' batches; `timeout` (seconds) bounds any wait for the others.
+        See course_utils/distributed.py."""
+        if self.dist is None:
+            dist = DistributedTraining(sync_bn, timeout)
+            dist.setup(self)
+            self.dist = dist
+            self.callbacks.append(dist)
+        return self
 
     # --- mixed precision ------------------------------------------------------------------------
     def to_fp16(self, force: bool = False) -> "Learner":
@@ -327,7 +349,7 @@ class Learner:
             state["classes"] = list(self.data.classes)
         if with_opt:
             state["opt"] = self.opt.state_dict()
-        atomic_save(state, f)
+        self._write(state, f)
         return f
 
     def load(self, name: str, strict: bool = True) -> "Learner":
@@ -354,8 +376,15 @@ class Learner:
         state = {"model_spec": self.model_spec, "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
                  "data": self.data.export_state()}
         f = self.path / fname
-        atomic_save(seal_export(state), f)
+        self._write(seal_export(state), f)
         return f
+
+    def _write(self, state: dict, f: Path) -> None:
+        """atomic_save; in distributed training only rank 0 writes and the others wait until the file is complete."""
+        if self.dist is None:
+            atomic_save(state, f)
+        else:
+            self.dist.on_main(lambda: atomic_save(state, f))
 
 
 def _load_weights(model: nn.Module, state: dict, f: Path, strict: bool) -> None:

@@ -161,7 +161,7 @@ def add_train_command(commands) -> None:
     cmd.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                      help="start from random weights instead of ImageNet's (no download needed)")
     cmd.add_argument("--size", type=positive_int, default=128, help="image size in pixels (default: 128)")
-    cmd.add_argument("--bs", type=positive_int, default=32, help="batch size (default: 32)")
+    cmd.add_argument("--bs", type=positive_int, default=32, help="batch size, per GPU under torchrun (default: 32)")
     cmd.add_argument("--epochs", type=positive_int, default=4, help="epochs for each of the two stages (default: 4)")
     cmd.add_argument("--lr", type=float, help="maximum learning rate (default: the LR finder's suggestion)")
     cmd.add_argument("--valid-pct", type=float, default=0.2, help="share held out for validation (default: 0.2)")
