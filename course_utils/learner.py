@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import itertools
 import math
 import os
 import pickle
@@ -23,6 +24,7 @@ import torch.nn as nn
 
 from .amp import MixedPrecision
 from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder
+from .config import announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .guard import NaNGuard
 
@@ -133,6 +135,8 @@ class Learner:
         for cb in extra:
             cb.learn = self
         self._cbs = sorted(self.callbacks + extra, key=lambda c: c.order)
+        if smoke_batches():
+            epochs = min(epochs, 1)  # COURSE_SMOKE: one epoch per call (and a couple of batches, see _batches)
         self.n_epochs, self.epoch = epochs, 0
         try:
             self._event("before_fit")
@@ -191,8 +195,17 @@ class Learner:
         self.model.train(train)
         dl = self.data.train_dl if train else self.data.valid_dl
         with torch.set_grad_enabled(train):
-            for self.xb, self.yb in dl:
+            for self.xb, self.yb in self._batches(dl):
                 self._one_batch()
+
+    @staticmethod
+    def _batches(dl):
+        """The batches of `dl`: all of them, or only the first few under COURSE_SMOKE=1 (a smoke test)."""
+        n = smoke_batches()
+        if n is None:
+            return dl
+        announce_smoke()
+        return itertools.islice(dl, n)
 
     def _forward(self, xb: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.data.device.type, dtype=self.amp_dtype or torch.float32,
@@ -221,7 +234,7 @@ class Learner:
         self.training = False
         total, loss_sum, metric_sums = 0, 0.0, [0.0] * len(self.metric_fns)
         with torch.no_grad():
-            for xb, yb in self.data.valid_dl:
+            for xb, yb in self._batches(self.data.valid_dl):
                 pred = self._forward(xb)
                 n = len(xb)
                 total += n
@@ -281,7 +294,7 @@ class Learner:
         self.model.eval()
         preds, targs = [], []
         with torch.no_grad():
-            for xb, yb in dl:
+            for xb, yb in self._batches(dl):
                 preds.append(self._forward(xb).cpu())
                 targs.append(yb.cpu())
         preds = torch.cat(preds)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import data_dir
-from .image import open_image
+from .image import open_lazy
 from .transforms import sample_plan
 
 __all__ = ["ImageCache", "image_cache", "MEMORY_LIMIT"]
@@ -64,7 +64,7 @@ class ImageCache:
         """The size an image is resized to before augmentation (only the header is read, and only if it matters)."""
         if isinstance(self.size, (tuple, list)) and self.resize_method in (None, "squish"):
             return int(self.size[0]), int(self.size[1])
-        with open_image(path) as img:
+        with open_lazy(path) as img:
             return sample_plan(None, (img.height, img.width), self.size, self.resize_method, train=False).resized
 
     def _file_name(self) -> Path:

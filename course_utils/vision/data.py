@@ -15,7 +15,7 @@ from PIL import Image
 from ..data_block import ItemList, TargetList
 from ..metrics import mse
 from .cache import image_cache
-from .image import image_extensions, image_to_tensor, load_rgb, open_image, show_image
+from .image import image_extensions, image_to_tensor, load_rgb, open_image, open_lazy, show_image
 from .batch import augment_batch, plan_params, resample_batch
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
@@ -45,7 +45,7 @@ class ImageList(ItemList):
         problems = []
         for p in self.items:
             try:
-                with open_image(p) as img:
+                with open_lazy(p) as img:
                     load_rgb(img)
             except (ValueError, FileNotFoundError, OSError) as e:
                 problems.append((Path(p), str(e).split(". ")[0]))
@@ -68,7 +68,7 @@ class ImageList(ItemList):
             return
         first = None
         for p in self.items:
-            with open_image(p) as img:
+            with open_lazy(p) as img:
                 wh = img.size  # the header only: no decoding
             if first is None:
                 first = (p, wh)
@@ -79,11 +79,16 @@ class ImageList(ItemList):
                     "Pass a size so every image is resized the same way, e.g. `.transform(tfms, size=224)`.")
 
     def get(self, i: int):
+        """Image i decoded as RGB (what a student looks at; the pipeline opens it lazily with `raw`)."""
         return open_image(self.items[i])
 
+    def raw(self, i: int):
+        """Image i opened lazily in its file's own mode: `apply_tfms` decodes it at the scale it needs."""
+        return open_lazy(self.items[i])
+
     def open_item(self, item):
-        """A path or a PIL image, as `get` returns it."""
-        return item.copy() if isinstance(item, Image.Image) else open_image(item)  # never touch the caller's image
+        """A path or a PIL image, as `raw` returns it."""
+        return item.copy() if isinstance(item, Image.Image) else open_lazy(item)  # never touch the caller's image
 
     @staticmethod
     def tfms_from_state(state: dict) -> ImageTransforms:
@@ -353,7 +358,7 @@ _MASK_COLOURS = np.concatenate([_TAB20[0::2], _TAB20[1::2], *(_TAB20B[k::4] for 
 
 def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
     """A mask file (one class id per pixel, e.g. CamVid's labels/<stem>_P.png) as a (1, H, W) long tensor."""
-    with open_image(path) as img:
+    with open_lazy(path) as img:
         mask = torch.from_numpy(_class_ids(img, path).astype(np.int64))[None]
     if n_classes is not None and int(mask.max()) >= n_classes:
         raise ValueError(f"Mask {path} holds class id {int(mask.max())}, but there are only {n_classes} classes "

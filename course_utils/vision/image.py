@@ -14,7 +14,18 @@ image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Open an image lazily (only the header is read), with an error that names the file."""
+    """An image file decoded as 8-bit RGB (see `to_rgb`), whatever its colour mode: real Planet JPEGs, for
+    one, are CMYK, which a notebook would show in the wrong colours and numpy would see as 4 channels."""
+    with open_lazy(path) as img:
+        rgb = load_rgb(img)
+        rgb.load()  # the file closes on leaving the block; the pixels must be read before
+    return rgb
+
+
+def open_lazy(path: str | Path) -> Image.Image:
+    """Open an image file lazily, in its own colour mode (only the header is read), with an error that names
+    the file. The data pipeline's opener: it decodes later with `load_rgb`, at a reduced scale where it can.
+    Masks are opened this way too (their pixels are class ids, not colours)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Image {path} does not exist.")
