@@ -42,6 +42,10 @@ def download_competition_file(competition: str, names: Sequence[str], folder: Pa
             status = _http_status(e)
             if status == 404:
                 continue
+            if status is None and isinstance(e, OSError):  # requests' ConnectionError, Timeout: no answer at all
+                raise KaggleError(f"Could not reach Kaggle to download {name} ({type(e).__name__}). Check the internet "
+                                  f"connection and run again, or download the file by hand from "
+                                  f"https://www.kaggle.com/c/{competition}/data into {folder}/.") from None
             if status is None:
                 raise
             raise KaggleError(_refusal_message(status, competition, name, api)) from None

@@ -201,3 +201,10 @@ def test_planet_by_hand_the_404_names_the_downloads_folder_and_the_unpacked_fold
     downloads = tmp_path / "data" / "downloads"
     assert f"and put it in {downloads}/ (zipped or not)" in str(err.value)
     assert f"Put the folder there as {downloads / 'train-jpg'}/ instead." in str(err.value)
+
+
+def test_no_network_says_to_check_the_connection_not_a_traceback(signed_in, tmp_path, monkeypatch):
+    fake_download(monkeypatch, signed_in, {"train_v2.csv": requests.ConnectionError("Failed to resolve 'api.kaggle.com'")})
+    with pytest.raises(KaggleError, match=r"Could not reach Kaggle to download train_v2.csv \(ConnectionError\)\. "
+                                          r"Check the internet connection"):
+        download_competition_file(PLANET, ["train_v2.csv"], tmp_path)
