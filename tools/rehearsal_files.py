@@ -30,6 +30,7 @@ CAMVID_SIZE = (960, 720)  # width, height
 BIWI_SIZE = (640, 480)
 BIWI_SUBJECTS = [f"{i:02d}" for i in range(1, 25)]
 BIWI_LESSON_FRAME = ("09", "frame_00667")  # the frame the lesson's notebook looks at
+BIWI_FRAMES = 4  # per subject: 23 training subjects x 4 = 92 frames, more than one full-mode batch (64)
 CAMVID_TRAIN, CAMVID_VALID = 16, 8  # frames kept: enough for a few batches, few enough to build in seconds
 
 # Pretrained torchvision backbones the full-mode notebooks ask for (planet: resnet50; camvid, head pose,
@@ -114,7 +115,7 @@ def biwi(out: Path, work: Path) -> list[Path]:
         from_ = src / (subject if subject in tiny else tiny[k % len(tiny)])
         folder = root / subject
         folder.mkdir(parents=True)
-        frames = sorted(from_.glob("*_rgb.jpg"))[: 6 if subject == "13" else 2]
+        frames = sorted(from_.glob("*_rgb.jpg"))[: 8 if subject == "13" else BIWI_FRAMES]
         with Image.open(frames[0]) as first:
             scale = BIWI_SIZE[0] / first.width
         (folder / "rgb.cal").write_text(_real_calibration((from_ / "rgb.cal").read_text(), scale))

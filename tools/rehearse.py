@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -254,7 +255,8 @@ def run_notebook(path: Path, out_dir: Path, env: dict, timeout: int) -> tuple[fl
 
 
 def _short_error(e: CellExecutionError) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # the traceback's terminal colours
+    lines = [ln for ln in plain.strip().splitlines() if ln.strip()]
     return "\n".join(lines[-6:])
 
 
