@@ -246,6 +246,8 @@ def run_notebook(path: Path, out_dir: Path, env: dict, timeout: int) -> tuple[fl
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     except CellExecutionError as e:
         error = _short_error(e)
+    except Exception as e:  # the kernel died or never started: report it, go on with the next notebook
+        error = f"{type(e).__name__}: {e}"
     finally:
         os.environ.clear()
         os.environ.update(saved)
