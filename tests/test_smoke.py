@@ -1,4 +1,5 @@
-"""COURSE_SMOKE=1: every training and prediction pass runs a couple of batches and one epoch, and says so once."""
+"""COURSE_SMOKE=1: every fit runs one epoch of a couple of batches, every validation or prediction pass one
+batch, and it says so once."""
 from __future__ import annotations
 
 import pytest
@@ -55,10 +56,10 @@ def test_smoke_fit_runs_one_epoch_of_a_couple_of_batches(tiny_learner, smoke):
     assert len(tiny_learner.recorder.epoch_rows) == 1
 
 
-def test_smoke_predictions_and_validation_stop_after_a_couple_of_batches(tiny_learner, smoke):
+def test_smoke_predictions_and_validation_stop_after_one_batch(tiny_learner, smoke):
     first = [len(yb) for _, yb in tiny_learner.data.ordered_dl("valid")]
-    assert len(first) > config.SMOKE_BATCHES  # so that stopping early shows
-    n = sum(first[:config.SMOKE_BATCHES])
+    assert len(first) > config.SMOKE_EVAL_BATCHES  # so that stopping early shows
+    n = sum(first[:config.SMOKE_EVAL_BATCHES])
     preds, targs = tiny_learner.get_preds()
     assert len(preds) == len(targs) == n
     assert len(tiny_learner.TTA()[0]) == n
