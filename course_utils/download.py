@@ -37,8 +37,8 @@ from . import kaggle, mirror as mirrors
 from .config import course_mirror, course_mode, data_dir, models_dir
 
 __all__ = ["DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",
-           "bundled_data_dir", "downloaded_files", "file_origin", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
-           "ChecksumError", "UnsafeArchiveError"]
+           "bundled_data_dir", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
+           "ChecksumError", "UnsafeArchiveError", "downloaded_files", "file_origin"]
 
 MARKER = ".complete"
 RECORDS = "checksums.json"
