@@ -64,7 +64,8 @@ def _add_download(commands) -> None:
 
 def _add_mirror_option(cmd) -> None:
     cmd.add_argument("--mirror", metavar="M", default=None,
-                     help="a folder or http(s) address holding the dataset files, tried first (default: $COURSE_MIRROR)")
+                     help="a folder or http(s) address holding the dataset files, tried first "
+                          "(default: $COURSE_MIRROR)")
 
 
 def _download(args) -> int:
@@ -96,7 +97,8 @@ def _add_mirror(commands) -> None:
                               description="Copy every dataset and weights file already downloaded into DEST, under "
                               "its own name, for others to use with COURSE_MIRROR=DEST (or serve DEST over http).")
     cmd.add_argument("dest", metavar="DEST", help="the mirror folder (created if needed)")
-    cmd.add_argument("--from", dest="source", metavar="DIR", help="the data folder to copy from (default: as for download)")
+    cmd.add_argument("--from", dest="source", metavar="DIR",
+                     help="the data folder to copy from (default: as for download)")
     cmd.set_defaults(run=_mirror)
 
 

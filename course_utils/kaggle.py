@@ -24,7 +24,8 @@ class KaggleError(RuntimeError):
     """Kaggle refused or could not serve a file; the message says what to do."""
 
 
-def download_competition_file(competition: str, names: Sequence[str], folder: Path, unpacked: str | None = None) -> Path:
+def download_competition_file(competition: str, names: Sequence[str], folder: Path,
+                              unpacked: str | None = None) -> Path:
     """Download a file of a Kaggle competition into `folder` and return its path.
 
     `names[0]` is the file's name; the others are names Kaggle has used for it before (competition

@@ -142,7 +142,8 @@ def serve_kaggle_404() -> tuple[ThreadingHTTPServer, list]:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             asked.append((self.path.rsplit("/", 1)[-1], body.get("fileName")))
             if self.path.endswith("/ListDataFiles"):
-                names = ["train_v2.csv/train_v2.csv", "Kaggle-planet-test-tif.torrent", "Kaggle-planet-train-tif.torrent"]
+                names = ["train_v2.csv/train_v2.csv", "Kaggle-planet-test-tif.torrent",
+                         "Kaggle-planet-train-tif.torrent"]
                 return self._json(200, {"files": [{"name": n} for n in names]})
             self._json(404, {"code": 404, "message": "Not Found"})
 
