@@ -336,7 +336,7 @@ def rehearse(notebooks: list[Path], work: Path, timeout: int) -> bool:
     try:
         for nb in notebooks:
             secs, facts, error = run_notebook(nb, work / "executed", env, timeout)
-            found = ([f"{nb.name} failed:\n{error}"] if error else []) + check_facts(nb.name, facts)
+            found = [f"{nb.name} failed:\n{error}"] if error else check_facts(nb.name, facts)
             for name in DATASETS.get(nb.name, []):
                 found += check_dataset(name, env, mirror, log)
             print(f"  {'ok    ' if not found else 'FAILED'} {nb.stem:<28} {secs:6.1f}s", flush=True)
