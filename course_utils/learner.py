@@ -195,13 +195,13 @@ class Learner:
         self.model.train(train)
         dl = self.data.train_dl if train else self.data.valid_dl
         with torch.set_grad_enabled(train):
-            for self.xb, self.yb in self._batches(dl, train):
+            for self.xb, self.yb in self._batches(dl):
                 self._one_batch()
 
     @staticmethod
-    def _batches(dl, train: bool = False):
-        """The batches of `dl`: all of them, or only the first one or two under COURSE_SMOKE=1 (a smoke test)."""
-        n = smoke_batches(train)
+    def _batches(dl):
+        """The batches of `dl`: all of them, or only the first under COURSE_SMOKE=1 (a smoke test)."""
+        n = smoke_batches()
         if n is None:
             return dl
         announce_smoke()

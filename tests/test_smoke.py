@@ -1,5 +1,5 @@
-"""COURSE_SMOKE=1: every fit runs one epoch of a couple of batches, every validation or prediction pass one
-batch, and it says so once."""
+"""COURSE_SMOKE=1: every fit runs one epoch of a single batch, every validation or prediction pass one batch,
+and it says so once."""
 from __future__ import annotations
 
 import pytest
@@ -48,7 +48,7 @@ def test_without_the_switch_a_fit_runs_every_batch_of_every_epoch(tiny_learner, 
     assert counter.epochs == 2 and counter.batches == 2 * len(tiny_learner.data.train_dl) > 4
 
 
-def test_smoke_fit_runs_one_epoch_of_a_couple_of_batches(tiny_learner, smoke):
+def test_smoke_fit_runs_one_epoch_of_one_batch(tiny_learner, smoke):
     counter = CountBatches()
     tiny_learner.fit_one_cycle(5, 1e-3)
     tiny_learner.fit(3, 1e-3, callbacks=[counter], progress=False)
@@ -58,15 +58,15 @@ def test_smoke_fit_runs_one_epoch_of_a_couple_of_batches(tiny_learner, smoke):
 
 def test_smoke_predictions_and_validation_stop_after_one_batch(tiny_learner, smoke):
     first = [len(yb) for _, yb in tiny_learner.data.ordered_dl("valid")]
-    assert len(first) > config.SMOKE_EVAL_BATCHES  # so that stopping early shows
-    n = sum(first[:config.SMOKE_EVAL_BATCHES])
+    assert len(first) > config.SMOKE_BATCHES  # so that stopping early shows
+    n = sum(first[:config.SMOKE_BATCHES])
     preds, targs = tiny_learner.get_preds()
     assert len(preds) == len(targs) == n
     assert len(tiny_learner.TTA()[0]) == n
     assert tiny_learner.validate()["valid_loss"] is not None
 
 
-def test_smoke_lr_find_stops_after_a_couple_of_batches(tiny_learner, smoke):
+def test_smoke_lr_find_stops_after_one_batch(tiny_learner, smoke):
     tiny_learner.lr_find()
     assert len(tiny_learner.recorder.losses) == config.SMOKE_BATCHES
 
