@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make lessons   install, then run every lesson notebook in tiny mode (executed copies in executed/)
 #   make test      install, then the unit tests and every notebook under nbval
+#   make rehearse  install, then every notebook in full mode from a local mirror, smoke-sized (tools/rehearse.py)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lessons test clean
+.PHONY: install lessons test rehearse clean
 
 install: $(STAMP)
 
@@ -22,6 +23,9 @@ lessons: $(STAMP)
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests nbs --nbval-lax --nbval-current-env
+
+rehearse: $(STAMP)
+	MPLBACKEND=Agg $(PY) tools/rehearse.py
 
 clean:
 	rm -rf executed .pytest_cache

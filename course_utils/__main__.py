@@ -1,7 +1,8 @@
 """The course's command line, `python -m course_utils COMMAND`:
 
-    download NAME [--dest DIR]   download, verify and extract a dataset (or pretrained weights), once
-    datasets [--dest DIR]        list the datasets with their local status: absent, partial, complete
+    download NAME [--dest DIR] [--mirror M]   download, verify and extract a dataset (or weights), once
+    datasets [--dest DIR] [--mirror M]        the datasets' local status, and where each file would come from
+    mirror DEST                  copy every dataset file already downloaded into a mirror folder (COURSE_MIRROR)
     train --images DIR ...       train on your own images with the lesson's recipe, export the model
     predict MODEL IMAGE...       labels and probabilities from an exported model
     serve EXPORT [--port 8000]   a web page over an exported model that collects corrections
@@ -15,7 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .download import DATASETS, DatasetError, dataset_root, dataset_status, download_dataset
+from .download import (DATASETS, DatasetError, dataset_root, dataset_status, download_dataset, downloaded_files,
+                       file_origin)
+from .config import course_mirror
+from .mirror import copy_to_mirror
 from .kaggle import KaggleError
 from .finetune import add_finetune_command
 from .serve.cli import add_serve_command
@@ -41,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_download(commands)
     _add_datasets(commands)
+    _add_mirror(commands)
     _add_train_and_predict(commands)
     add_serve_command(commands)
     add_finetune_command(commands)
@@ -59,11 +64,18 @@ def _add_download(commands) -> None:
     cmd.add_argument("name", choices=sorted(DATASETS), metavar="NAME", help=", ".join(sorted(DATASETS)))
     cmd.add_argument("--dest", metavar="DIR",
                      help="folder to install into (default: $COURSE_DATA, or $COURSE_MODELS for weights)")
+    _add_mirror_option(cmd)
     cmd.set_defaults(run=_download)
 
 
+def _add_mirror_option(cmd) -> None:
+    cmd.add_argument("--mirror", metavar="M", default=None,
+                     help="a folder or http(s) address holding the dataset files, tried first "
+                          "(default: $COURSE_MIRROR)")
+
+
 def _download(args) -> int:
-    path = download_dataset(args.name, args.dest)
+    path = download_dataset(args.name, args.dest, mirror=args.mirror)
     print(f"{args.name} is ready in {path}")
     return 0
 
@@ -71,16 +83,40 @@ def _download(args) -> int:
 def _add_datasets(commands) -> None:
     cmd = commands.add_parser("datasets", help="list the datasets and whether they are downloaded")
     cmd.add_argument("--dest", metavar="DIR", help="folder to look in (default: as for download)")
+    _add_mirror_option(cmd)
     cmd.set_defaults(run=_datasets)
 
 
 def _datasets(args) -> int:
-    print(f"{'name':<16} {'status':<9} folder")
+    mirror = args.mirror or course_mirror()
+    print(f"{'name':<16} {'status':<9} folder" + (f"   (mirror: {mirror})" if mirror else ""))
     for name, dataset in DATASETS.items():
         root = Path(args.dest) if args.dest else dataset_root(name)
         print(f"{name:<16} {dataset_status(name, root):<9} {root / dataset.folder}")
-        for line in [s.url for s in dataset.sources] + ([dataset.note] if dataset.note else []):
+        for line in [file_origin(s, root, mirror) for s in dataset.sources] + ([dataset.note] if dataset.note else []):
             print(f"{'':<26} {line}")
+    return 0
+
+
+def _add_mirror(commands) -> None:
+    cmd = commands.add_parser("mirror", help="copy the dataset files downloaded so far into a mirror folder",
+                              description="Copy every dataset and weights file already downloaded into DEST, under "
+                              "its own name, for others to use with COURSE_MIRROR=DEST (or serve DEST over http).")
+    cmd.add_argument("dest", metavar="DEST", help="the mirror folder (created if needed)")
+    cmd.add_argument("--from", dest="source", metavar="DIR",
+                     help="the data folder to copy from (default: as for download)")
+    cmd.set_defaults(run=_mirror)
+
+
+def _mirror(args) -> int:
+    files = [f for name in DATASETS for f in downloaded_files(name, args.source)]
+    if not files:
+        print("Nothing downloaded yet: run full mode (or `python -m course_utils download NAME`) first.")
+        return 1
+    written = copy_to_mirror(files, args.dest)
+    for f in files:
+        print(f"{'copied ' if Path(args.dest).expanduser() / f.name in written else 'present'} {f.name}")
+    print(f"Mirror ready in {args.dest}: set COURSE_MIRROR={Path(args.dest).expanduser().resolve()}")
     return 0
 
 

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["data_dir", "models_dir", "course_mode", "default_device", "default_num_workers", "seed_everything"]
+__all__ = ["data_dir", "models_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
+           "default_device", "default_num_workers", "seed_everything"]
+
+# Batches per epoch and per validation or prediction pass under COURSE_SMOKE=1. One, not a couple: on a
+# 2-core CPU one training step of the CamVid U-Net at the lesson's 4x360x480 takes about a minute (measured,
+# 60-100 s on a shared machine), and the rehearsal must fit in CI's time. What a second batch would add
+# (state carried between batches) is the same code in tiny mode, where `make test` runs whole epochs.
+SMOKE_BATCHES = 1
+_smoke_announced = False
 
 
 def data_dir() -> Path:
@@ -26,6 +34,33 @@ def course_mode() -> str:
     if mode not in ("tiny", "full"):
         raise ValueError(f"COURSE_MODE must be 'tiny' or 'full', not {mode!r}.")
     return mode
+
+
+def course_mirror() -> str | None:
+    """Where full mode looks for dataset files first: `$COURSE_MIRROR`, a local folder or an http(s) base
+    address holding the registry's files under their file names (a shared drive, a LAN server); None if unset."""
+    mirror = os.environ.get("COURSE_MIRROR", "").strip()
+    return mirror or None
+
+
+def smoke_batches() -> int | None:
+    """With `COURSE_SMOKE=1`, how many batches each epoch and each prediction pass runs (else None): a smoke
+    test of the whole lesson (same data, models and sizes) in minutes, not a training run."""
+    value = os.environ.get("COURSE_SMOKE", "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return None
+    if value not in ("1", "true", "yes", "on"):
+        raise ValueError(f"COURSE_SMOKE must be 1 (smoke test) or 0, not {value!r}.")
+    return SMOKE_BATCHES
+
+
+def announce_smoke() -> None:
+    """Say once per process that COURSE_SMOKE is on, so nobody mistakes a smoke run's numbers for results."""
+    global _smoke_announced
+    if smoke_batches() and not _smoke_announced:
+        _smoke_announced = True
+        print(f"COURSE_SMOKE=1: a smoke test, not training: every fit and lr_find runs 1 epoch of {SMOKE_BATCHES} "
+              "batch, every validation and prediction pass 1 batch. Unset COURSE_SMOKE for real results.", flush=True)
 
 
 def default_device() -> torch.device:

@@ -71,6 +71,10 @@ class ItemList:
         """The item at index i, opened (subclasses decode files here)."""
         return self.items[i]
 
+    def raw(self, i: int):
+        """The item at index i as the transforms take it (images: opened lazily, decoded by `apply_tfms`)."""
+        return self.get(i)
+
     def new(self, items: Iterable, inner_df: pd.DataFrame | None = None) -> "ItemList":
         """A copy of this list (same type and settings) holding other items."""
         res = copy.copy(self)
@@ -371,7 +375,7 @@ class LabelList(Dataset):
 
     def __getitem__(self, i: int):
         with _one_thread():
-            return self.x.apply_tfms(self.x.get(i), self.y.get(i), self.y, self.tfms, **self.tfm_kwargs)
+            return self.x.apply_tfms(self.x.raw(i), self.y.get(i), self.y, self.tfms, **self.tfm_kwargs)
 
     def __repr__(self) -> str:
         return f"LabelList ({len(self)} items)\nx: {type(self.x).__name__}\ny: {self.y!r}\nPath: {self.x.path}"
@@ -394,7 +398,7 @@ class PreparedItems(Dataset):
     def __getitem__(self, i: int):
         ds = self.ds
         with _one_thread():
-            return ds.x.prepare_tfms(ds.x.get(i), ds.y.get(i), ds.y, ds.tfms, **ds.tfm_kwargs)
+            return ds.x.prepare_tfms(ds.x.raw(i), ds.y.get(i), ds.y, ds.tfms, **ds.tfm_kwargs)
 
 
 class LabelLists:

@@ -8,6 +8,10 @@ Full-mode files live under a root folder, `data_dir()` (`$COURSE_DATA`) or, for 
     <root>/checksums.json        the sha256 of each file, recorded on its first good install
     <root>/<folder>/             the extracted dataset, renamed into place only once complete
     <root>/<folder>/.complete    the completion marker: when it is there, get_dataset does nothing
+
+With a mirror (`$COURSE_MIRROR`, see mirror.py), each file not yet in downloads/ is fetched from the mirror
+first, through the same download_url (resumed, verified, atomic), and from its real address only if the
+mirror lacks it.
 """
 from __future__ import annotations
 
@@ -29,12 +33,12 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from . import kaggle
-from .config import course_mode, data_dir, models_dir
+from . import kaggle, mirror as mirrors
+from .config import course_mirror, course_mode, data_dir, models_dir
 
 __all__ = ["DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",
            "bundled_data_dir", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
-           "ChecksumError", "UnsafeArchiveError"]
+           "ChecksumError", "UnsafeArchiveError", "downloaded_files", "file_origin"]
 
 MARKER = ".complete"
 RECORDS = "checksums.json"
@@ -56,6 +60,7 @@ class Source:
     url: str
     sha256: str | None = None  # None: not yet recorded; the first good install records it (checksums.json)
     aliases: tuple[str, ...] = ()  # names Kaggle has used for the same file (Planet's moved in 2019: course-v3#468)
+    unpacked: str | None = None  # the folder the archive unpacks to, also accepted in downloads/ (Planet by hand)
 
     @property
     def filename(self) -> str:
@@ -88,7 +93,7 @@ PLANET = "planet-understanding-the-amazon-from-space"
 # <root>/checksums.json, and every later download of that file must match it.
 DATASETS: dict[str, Dataset] = {
     "planet": Dataset(
-        sources=(Source(f"kaggle://{PLANET}/train-jpg.tar.7z"),
+        sources=(Source(f"kaggle://{PLANET}/train-jpg.tar.7z", unpacked="train-jpg"),
                  Source(f"kaggle://{PLANET}/train_v2.csv", aliases=("train_v2.csv/train_v2.csv",))),
         folder="planet", expect=("train_v2.csv", "train-jpg/*.jpg"), tiny="planet_tiny",
         note=f"Kaggle: accept the rules at https://www.kaggle.com/c/{PLANET}/rules first"),
@@ -130,6 +135,10 @@ class DatasetError(RuntimeError):
 class DownloadError(DatasetError):
     """A download failed for good: the server refused it, or it kept failing after the retries."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the HTTP status that refused it, if that was the reason
+
 
 class ChecksumError(DownloadError):
     """A file is not the expected one (its sha256 differs)."""
@@ -167,9 +176,10 @@ def get_dataset(name: str, mode: str | None = None) -> Path:
     return path
 
 
-def download_dataset(name: str, root: str | Path | None = None) -> Path:
+def download_dataset(name: str, root: str | Path | None = None, mirror: str | None = None) -> Path:
     """Install dataset `name` under `root` (default: `dataset_root(name)`) unless it is already complete, and
-    return its folder. Interrupted? Call it again: it resumes the download where it stopped."""
+    return its folder. Files come from `mirror` (default: `$COURSE_MIRROR`) when it has them. Interrupted?
+    Call it again: it resumes the download where it stopped."""
     dataset = _lookup(name)
     root = Path(root).expanduser().resolve() if root else dataset_root(name)
     dest = root / dataset.folder
@@ -178,7 +188,8 @@ def download_dataset(name: str, root: str | Path | None = None) -> Path:
     if dest.exists():
         return _adopt(name, dataset, dest)
     records = _load_records(root)
-    fetched = [(source, *_fetch_checked(source, root, records)) for source in dataset.sources]
+    mirror = mirror or course_mirror()
+    fetched = [(source, *_fetch_checked(source, root, records, mirror)) for source in dataset.sources]
     _install(name, dataset, {path: digest for _, path, digest in fetched}, dest)
     _record(root, records, fetched)
     return dest
@@ -193,10 +204,34 @@ def dataset_status(name: str, root: str | Path | None = None) -> str:
         return "complete"
     names = _all_local_names(dataset)
     leftovers = ([downloads / n for n in names] + [downloads / (n + ".part") for n in names]
+                 + [downloads / s.unpacked for s in dataset.sources if s.unpacked]
                  + [downloads / kaggle.STAGING / n for n in names])
     if dest.exists() or any(p.exists() for p in leftovers) or any(root.glob(f".{dataset.folder}.installing-*")):
         return "partial"
     return "absent"
+
+
+def downloaded_files(name: str, root: str | Path | None = None) -> list[Path]:
+    """The files of dataset `name` already in `<root>/downloads/` (what `python -m course_utils mirror` copies)."""
+    downloads = (Path(root).expanduser() if root else dataset_root(name)) / "downloads"
+    return [downloads / n for n in _all_local_names(_lookup(name)) if (downloads / n).is_file()]
+
+
+def file_origin(source: Source, root: str | Path, mirror: str | None = None) -> str:
+    """Where full mode would take `source` from now: the downloads folder, the mirror, or its real address."""
+    downloads = Path(root).expanduser() / "downloads"
+    for name in source.local_names():
+        if (downloads / name).is_file():
+            return f"downloaded    {downloads / name}"
+    if source.unpacked and any((downloads / source.unpacked).glob("*")):
+        return f"unpacked      {downloads / source.unpacked}"
+    if not mirror:
+        return f"real address  {source.url}"
+    try:
+        found = next((n for n in source.local_names() if mirrors.on_mirror(mirror, n)), None)
+    except OSError as e:
+        return f"mirror down   {mirror} ({getattr(e, 'reason', e)}); then {source.url}"
+    return f"mirror        {mirrors.mirror_url(mirror, found)}" if found else f"not mirrored  {source.url}"
 
 
 def _lookup(name: str) -> Dataset:
@@ -226,11 +261,14 @@ def _missing(folder: Path, patterns: tuple[str, ...]) -> list[str]:
 
 # --- fetching the files ------------------------------------------------------------------------------------
 
-def _fetch_checked(source: Source, root: Path, records: dict) -> tuple[Path, str]:
-    """The downloaded file for `source` and its sha256, checked against the registry's or the recorded one."""
+def _fetch_checked(source: Source, root: Path, records: dict, mirror: str | None = None) -> tuple[Path, str | None]:
+    """The downloaded file for `source` and its sha256, checked against the registry's or the recorded one
+    (None for a folder a student unpacked by hand: there is no file to check)."""
     expected = (source.sha256 or records.get(source.url, {}).get("sha256") or "").lower() or None
     try:
-        path = _fetch(source, root / "downloads", expected)
+        path = _fetch(source, root / "downloads", expected, mirror)
+        if path.is_dir():
+            return path, None
     except ChecksumError as e:
         if source.sha256:
             raise
@@ -240,15 +278,43 @@ def _fetch_checked(source: Source, root: Path, records: dict) -> tuple[Path, str
     return path, expected or file_sha256(path)
 
 
-def _fetch(source: Source, downloads: Path, expected: str | None) -> Path:
-    """The downloaded file for `source`: the one already in `downloads/` (checked), else a fresh download."""
+def _fetch(source: Source, downloads: Path, expected: str | None, mirror: str | None = None) -> Path:
+    """The downloaded file for `source`: the one already in `downloads/` (checked), else (its unpacked folder,
+    put there by hand, else) a fresh download: from the mirror if it has the file, else from its real address."""
     for name in source.local_names():
         if (downloads / name).is_file():
             _check_kept(downloads / name, expected)
             return downloads / name
+    if source.unpacked and any((downloads / source.unpacked).glob("*")):
+        return downloads / source.unpacked
+    if mirror:
+        path = _fetch_from_mirror(source, downloads, expected, mirror)
+        if path is not None:
+            return path
+        print(f"{source.filename} is not on the mirror {mirror}; downloading it from {source.url}", flush=True)
     if source.url.startswith("kaggle://"):
         return _fetch_kaggle(source, downloads, expected)
     return download_url(source.url, downloads / source.filename, sha256=expected)
+
+
+def _fetch_from_mirror(source: Source, downloads: Path, expected: str | None, mirror: str) -> Path | None:
+    """The file for `source` downloaded from `mirror` under any of its names, or None if the mirror lacks it.
+    Any other failure (the mirror down, a wrong file) is an error: a mirror is set so that it is used."""
+    for name in source.local_names():
+        try:
+            if mirrors.is_local(mirror) and not mirrors.on_mirror(mirror, name):
+                continue
+        except FileNotFoundError as e:
+            raise DatasetError(str(e)) from None
+        url = mirrors.mirror_url(mirror, name)
+        try:
+            return download_url(url, downloads / name, sha256=expected)
+        except DownloadError as e:
+            if e.status in (404, 410):
+                continue
+            raise type(e)(f"{e}\nThe dataset mirror {mirror} (COURSE_MIRROR or --mirror) is set but failed: "
+                          "fix it, or unset it to download from the real address.", e.status) from None
+    return None
 
 
 def _check_kept(path: Path, expected: str | None) -> None:
@@ -260,7 +326,7 @@ def _check_kept(path: Path, expected: str | None) -> None:
 
 def _fetch_kaggle(source: Source, downloads: Path, expected: str | None) -> Path:
     competition, name = source.url[len("kaggle://"):].split("/", 1)
-    path = kaggle.download_competition_file(competition, (name, *source.aliases), downloads)
+    path = kaggle.download_competition_file(competition, (name, *source.aliases), downloads, source.unpacked)
     if expected and file_sha256(path) != expected:
         path.unlink()  # downloaded just now, never the user's
         raise ChecksumError(f"The file Kaggle sent for {name} is not the expected one (sha256 {expected}); "
@@ -303,7 +369,7 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, timeo
             if e.code not in RETRY_STATUS:
                 raise DownloadError(f"Downloading {url} failed: the server answered HTTP {e.code} {e.reason}. "
                                     "If the file has moved, the registry in course_utils/download.py needs its "
-                                    "new address.") from None
+                                    "new address.", e.code) from None
             error: Exception = e
         except (OSError, http.client.HTTPException) as e:  # no network, timeouts, dropped connections
             error = e
@@ -605,6 +671,10 @@ def _install(name: str, dataset: Dataset, files: dict[Path, str], dest: Path) ->
 
 def _unpack(file: Path, folder: Path, dataset: Dataset) -> Path:
     """Extract one downloaded file (or copy it, if not an archive); the folder holding the dataset's part."""
+    if file.is_dir():  # an archive a student unpacked by hand: linked (or copied), never moved out of downloads/
+        folder.mkdir()
+        shutil.copytree(file, folder / file.name, copy_function=_link_or_copy)
+        return folder
     try:
         if not file.name.lower().endswith(ARCHIVE_SUFFIXES) and _archive_kind(file) is None:
             folder.mkdir()
@@ -623,6 +693,14 @@ def _unpack(file: Path, folder: Path, dataset: Dataset) -> Path:
     entries = list(folder.iterdir())  # most archives hold one folder named like the dataset: use what is inside
     single = len(entries) == 1 and entries[0].is_dir() and entries[0].name == dataset.folder
     return entries[0] if single else folder
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (instant, no extra space) where the file system allows one, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _merge(src: Path, dst: Path, name: str) -> None:
@@ -652,7 +730,7 @@ def _record(root: Path, records: dict, fetched: list) -> None:
     """Trust on first use: keep the sha256 of each file the first time a dataset installs from it."""
     new = {source.url: {"file": path.name, "sha256": digest, "size": path.stat().st_size,
                         "recorded": date.today().isoformat()}
-           for source, path, digest in fetched if source.url not in records}
+           for source, path, digest in fetched if source.url not in records and digest is not None}
     if new:
         tmp = root / (RECORDS + ".tmp")
         tmp.write_text(json.dumps({**records, **new}, indent=1, sort_keys=True))

@@ -24,12 +24,14 @@ class KaggleError(RuntimeError):
     """Kaggle refused or could not serve a file; the message says what to do."""
 
 
-def download_competition_file(competition: str, names: Sequence[str], folder: Path) -> Path:
+def download_competition_file(competition: str, names: Sequence[str], folder: Path,
+                              unpacked: str | None = None) -> Path:
     """Download a file of a Kaggle competition into `folder` and return its path.
 
     `names[0]` is the file's name; the others are names Kaggle has used for it before (competition
     files get renamed). The client may save it zipped (`train_v2.csv.zip`). A partial download
-    stays in `folder/.kaggle/`, where the next call resumes it.
+    stays in `folder/.kaggle/`, where the next call resumes it. `unpacked` names the folder the file
+    unpacks to, which the caller also accepts in `folder` (the 404 message says so).
     """
     api = _authenticated_api()
     staging = Path(folder) / STAGING
@@ -41,11 +43,15 @@ def download_competition_file(competition: str, names: Sequence[str], folder: Pa
             status = _http_status(e)
             if status == 404:
                 continue
+            if status is None and isinstance(e, OSError):  # requests' ConnectionError, Timeout: no answer at all
+                raise KaggleError(f"Could not reach Kaggle to download {name} ({type(e).__name__}). Check the internet "
+                                  f"connection and run again, or download the file by hand from "
+                                  f"https://www.kaggle.com/c/{competition}/data into {folder}/.") from None
             if status is None:
                 raise
             raise KaggleError(_refusal_message(status, competition, name, api)) from None
         return _move_out(staging, name, Path(folder))
-    raise KaggleError(_not_found_message(api, competition, names, Path(folder)))
+    raise KaggleError(_not_found_message(api, competition, names, Path(folder), unpacked))
 
 
 def _authenticated_api():
@@ -106,12 +112,13 @@ def _refusal_message(status: int, competition: str, name: str, api) -> str:
             "If Kaggle is having trouble, wait a little and run this again.")
 
 
-def _not_found_message(api, competition: str, names: Sequence[str], folder: Path) -> str:
+def _not_found_message(api, competition: str, names: Sequence[str], folder: Path, unpacked: str | None = None) -> str:
     tried = ", ".join(repr(n) for n in names)
+    by_hand = f"\n(Already unpacked it? Put the folder there as {folder / unpacked}/ instead.)" if unpacked else ""
     return (f"Kaggle has no file {tried} in the competition '{competition}' (HTTP 404): it was renamed or "
             f"removed. {_listing(api, competition)}\n"
             f"Download the file by hand from https://www.kaggle.com/c/{competition}/data and put it in "
-            f"{folder}/ (zipped or not); the next run uses it as it is. Please report the new name too.")
+            f"{folder}/ (zipped or not); the next run uses it as it is. Please report the new name too.{by_hand}")
 
 
 def _listing(api, competition: str) -> str:

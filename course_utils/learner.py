@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ import torch.nn as nn
 
 from .amp import MixedPrecision, choose_precision
 from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder
+from .config import announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
@@ -135,6 +137,8 @@ class Learner:
         for cb in extra:
             cb.learn = self
         self._cbs = sorted(self.callbacks + extra, key=lambda c: c.order)
+        if smoke_batches():
+            epochs = min(epochs, 1)  # COURSE_SMOKE: one epoch per call (and a couple of batches, see _batches)
         self.n_epochs, self.epoch = epochs, 0
         try:
             self._event("before_fit")
@@ -193,8 +197,17 @@ class Learner:
         self.model.train(train)
         dl = self.data.train_dl if train else self.data.valid_dl
         with torch.set_grad_enabled(train):
-            for self.xb, self.yb in dl:
+            for self.xb, self.yb in self._batches(dl):
                 self._one_batch()
+
+    @staticmethod
+    def _batches(dl):
+        """The batches of `dl`: all of them, or only the first under COURSE_SMOKE=1 (a smoke test)."""
+        n = smoke_batches()
+        if n is None:
+            return dl
+        announce_smoke()
+        return itertools.islice(dl, n)
 
     def _forward(self, xb: torch.Tensor) -> torch.Tensor:
         # in distributed training, the DDP wrapper's backward pass averages the gradients of all processes
@@ -225,7 +238,7 @@ class Learner:
         self.training = False
         total, loss_sum, metric_sums = 0, 0.0, [0.0] * len(self.metric_fns)
         with torch.no_grad():
-            for xb, yb in self.data.valid_dl:
+            for xb, yb in self._batches(self.data.valid_dl):
                 pred = self._forward(xb)
                 n = len(xb)
                 total += n
@@ -306,7 +319,7 @@ class Learner:
         self.model.eval()
         preds, targs = [], []
         with torch.no_grad():
-            for xb, yb in dl:
+            for xb, yb in self._batches(dl):
                 preds.append(self._forward(xb).cpu())
                 targs.append(yb.cpu())
         preds = torch.cat(preds)

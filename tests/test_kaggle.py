@@ -189,3 +189,22 @@ def test_planet_full_mode_installs_the_lessons_layout(signed_in, tmp_path, monke
     records = json.loads((tmp_path / "data" / "checksums.json").read_text())
     assert sorted(records) == [s.url for s in DATASETS["planet"].sources]
     assert dataset_status("planet") == "complete"
+
+
+def test_planet_by_hand_the_404_names_the_downloads_folder_and_the_unpacked_folder(signed_in, tmp_path, monkeypatch):
+    fake_download(monkeypatch, signed_in, {"train-jpg.tar.7z": http_error(404)})
+    monkeypatch.setattr(signed_in, "competition_list_files", lambda self, competition, page_size=20: (_ for _ in ()).throw(
+        http_error(500)))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    with pytest.raises(KaggleError) as err:
+        get_dataset("planet", "full")
+    downloads = tmp_path / "data" / "downloads"
+    assert f"and put it in {downloads}/ (zipped or not)" in str(err.value)
+    assert f"Put the folder there as {downloads / 'train-jpg'}/ instead." in str(err.value)
+
+
+def test_no_network_says_to_check_the_connection_not_a_traceback(signed_in, tmp_path, monkeypatch):
+    fake_download(monkeypatch, signed_in, {"train_v2.csv": requests.ConnectionError("Failed to resolve 'api.kaggle.com'")})
+    with pytest.raises(KaggleError, match=r"Could not reach Kaggle to download train_v2.csv \(ConnectionError\)\. "
+                                          r"Check the internet connection"):
+        download_competition_file(PLANET, ["train_v2.csv"], tmp_path)

@@ -7,14 +7,14 @@ import pytest
 from PIL import Image
 
 from course_utils.vision import ImageList
-from course_utils.vision.image import load_rgb, open_image
+from course_utils.vision.image import load_rgb, open_lazy
 
 
 def _rgb_of(tmp_path, img: Image.Image, name: str) -> np.ndarray:
     """Save `img`, open it the way the data pipeline does, and return its RGB pixels."""
     f = tmp_path / name
     img.save(f)
-    with open_image(f) as opened:
+    with open_lazy(f) as opened:
         mode = opened.mode
         rgb = load_rgb(opened)
     assert rgb.mode == "RGB"
@@ -45,7 +45,7 @@ def test_palette_with_transparency_is_composited_on_white(tmp_path):
     img.info["transparency"] = 1  # palette entry 1 (black) is fully transparent
     f = tmp_path / "pt.png"
     img.save(f, transparency=1)
-    with open_image(f) as opened:
+    with open_lazy(f) as opened:
         assert opened.mode == "P" and "transparency" in opened.info
         a = np.asarray(load_rgb(opened))
     assert a[0].tolist() == [[10, 20, 30], [255, 255, 255]]

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..data_block import ItemList, TargetList
 from ..metrics import mse
 from .cache import image_cache
-from .image import image_extensions, image_size, image_to_tensor, load_rgb, open_image, show_image
+from .image import image_extensions, image_size, image_to_tensor, load_rgb, open_image, open_lazy, show_image
 from .batch import augment_batch, plan_params, resample_batch
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
@@ -93,7 +93,7 @@ class ImageList(ItemList):
                       tfm_y: bool | None = None, cache: bool = False) -> str | None:
         """What is wrong with item i (and its target), or None: the image decoded as training will decode it."""
         try:
-            img = open_image(self.items[i])
+            img = open_lazy(self.items[i])
             try:
                 y = None if y_list is None else y_list.get(i)
                 self._check_target(img, y, y_list, self.tfm_y_default if tfm_y is None else tfm_y)
@@ -124,11 +124,16 @@ class ImageList(ItemList):
                     "Pass a size so every image is resized the same way, e.g. `.transform(tfms, size=224)`.")
 
     def get(self, i: int):
+        """Image i decoded as RGB (what a student looks at; the pipeline opens it lazily with `raw`)."""
         return open_image(self.items[i])
 
+    def raw(self, i: int):
+        """Image i opened lazily in its file's own mode: `apply_tfms` decodes it at the scale it needs."""
+        return open_lazy(self.items[i])
+
     def open_item(self, item):
-        """A path or a PIL image, as `get` returns it."""
-        return item.copy() if isinstance(item, Image.Image) else open_image(item)  # never touch the caller's image
+        """A path or a PIL image, as `raw` returns it."""
+        return item.copy() if isinstance(item, Image.Image) else open_lazy(item)  # never touch the caller's image
 
     @staticmethod
     def tfms_from_state(state: dict) -> ImageTransforms:
@@ -410,7 +415,7 @@ _MASK_COLOURS = np.concatenate([_TAB20[0::2], _TAB20[1::2], *(_TAB20B[k::4] for 
 
 def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
     """A mask file (one class id per pixel, e.g. CamVid's labels/<stem>_P.png) as a (1, H, W) long tensor."""
-    with open_image(path) as img:
+    with open_lazy(path) as img:
         mask = torch.from_numpy(_class_ids(img, path).astype(np.int64))[None]
     if n_classes is not None and int(mask.max()) >= n_classes:
         raise ValueError(f"Mask {path} holds class id {int(mask.max())}, but there are only {n_classes} classes "

@@ -9,15 +9,26 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["open_image", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image", "image_extensions"]
+__all__ = ["open_image", "open_lazy", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image", "image_extensions"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Open an image with an error that names the file, upright: a photo stored sideways with an EXIF
-    orientation tag (phones do this) is turned the way every viewer shows it. Other images are opened
-    lazily (only the header is read; `load_rgb` decodes them)."""
+    """An image file decoded as 8-bit RGB (see `to_rgb`) and upright (EXIF orientation applied), whatever its
+    colour mode: real Planet JPEGs, for one, are CMYK, which a notebook would show in the wrong colours and
+    numpy would see as 4 channels."""
+    with open_lazy(path) as img:
+        rgb = load_rgb(img)
+        rgb.load()  # the file closes on leaving the block; the pixels must be read before
+    return rgb
+
+
+def open_lazy(path: str | Path) -> Image.Image:
+    """Open an image file in its own colour mode with an error that names the file, upright: a photo stored
+    sideways with an EXIF orientation tag (phones do this) is turned the way every viewer shows it. Other
+    images are opened lazily (only the header is read): the data pipeline decodes them later with
+    `load_rgb`, at a reduced scale where it can. Masks are opened this way too (their pixels are class ids)."""
     path = Path(path)
     img = _open(path)
     if _orientation(img) in _TURNS:

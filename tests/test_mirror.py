@@ -1,0 +1,157 @@
+"""A dataset mirror (COURSE_MIRROR / --mirror): a folder or an http server holding the registry's files under
+their names. Full mode takes each file from it through the usual download code, and from the real address
+only when the mirror lacks it; Kaggle files (Planet) come from it too. Planet by hand: an unpacked train-jpg/
+folder in downloads/ is accepted. Everything here is offline: the "real addresses" are unreachable or local."""
+from __future__ import annotations
+
+import functools
+import io
+import tarfile
+import threading
+import zipfile
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from course_utils import download, kaggle
+from course_utils.__main__ import main
+from course_utils.download import DATASETS, Dataset, DatasetError, Source, download_dataset
+
+UNREACHABLE = "http://127.0.0.1:9/files"  # the discard port: nothing listens, the connection is refused
+
+
+def tgz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def toy(monkeypatch, tmp_path):
+    """A registry entry `toy` whose real address is unreachable, and a mirror folder holding its archive."""
+    monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{UNREACHABLE}/toy.tgz"),), folder="toy",
+                                                 expect=("a.txt",)))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "toy.tgz").write_bytes(tgz({"toy/a.txt": b"hello"}))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("COURSE_MIRROR", raising=False)
+    return mirror
+
+
+@pytest.fixture
+def http_mirror(toy):
+    """The mirror folder served over http, as `python -m http.server` would; yields (base URL, paths asked)."""
+    asked = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(toy)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    server.shutdown()
+
+
+def test_a_mirror_folder_set_in_the_environment_is_used(toy, monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_MIRROR", str(toy))
+    path = download_dataset("toy")
+    assert (path / "a.txt").read_bytes() == b"hello"
+    assert (tmp_path / "data" / "downloads" / "toy.tgz").is_file()  # kept, as after any download
+
+
+def test_an_http_mirror_is_used_through_the_same_download_code(http_mirror, tmp_path):
+    base, asked = http_mirror
+    path = download_dataset("toy", mirror=base)
+    assert (path / "a.txt").read_bytes() == b"hello"
+    assert asked == ["/toy.tgz"]
+    assert not list((tmp_path / "data" / "downloads").glob("*.part*"))
+
+
+def test_a_file_the_mirror_lacks_comes_from_its_real_address(http_mirror, toy, monkeypatch, capsys):
+    base, asked = http_mirror
+    (toy / "real").mkdir()
+    (toy / "real" / "toy2.tgz").write_bytes(tgz({"toy/a.txt": b"from the real address"}))
+    monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{base}/real/toy2.tgz"),), folder="toy",
+                                                 expect=("a.txt",)))
+    path = download_dataset("toy", mirror=base)
+    assert (path / "a.txt").read_bytes() == b"from the real address"
+    assert asked == ["/toy2.tgz", "/real/toy2.tgz"]  # the mirror first (HTTP 404), then the real address
+    assert f"toy2.tgz is not on the mirror {base}; downloading it from {base}/real/toy2.tgz" in capsys.readouterr().out
+
+
+def test_a_missing_mirror_folder_is_an_error_naming_it(toy, tmp_path):
+    with pytest.raises(DatasetError, match="nowhere.*is not a folder"):
+        download_dataset("toy", mirror=str(tmp_path / "nowhere"))
+    assert not (tmp_path / "data" / "toy").exists()
+
+
+def test_a_wrong_file_on_the_mirror_is_refused(toy, monkeypatch):
+    good = download.file_sha256(toy / "toy.tgz")
+    (toy / "toy.tgz").write_bytes(tgz({"toy/a.txt": b"tampered"}))
+    monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{UNREACHABLE}/toy.tgz", sha256=good),),
+                                                 folder="toy", expect=("a.txt",)))
+    with pytest.raises(download.ChecksumError, match="not the expected one"):
+        download_dataset("toy", mirror=str(toy))
+
+
+def planet_by_hand(folder, csv_zipped: bool) -> None:
+    """Planet's files as a student gets them by hand: train_v2.csv (or Kaggle's zip of it) and train-jpg."""
+    (folder / "train-jpg").mkdir(parents=True)
+    for i in range(3):
+        (folder / "train-jpg" / f"train_{i}.jpg").write_bytes(b"jpeg")
+    csv = "image_name,tags\ntrain_0,clear primary\n"
+    if csv_zipped:
+        with zipfile.ZipFile(folder / "train_v2.csv.zip", "w") as zf:
+            zf.writestr("train_v2.csv", csv)
+    else:
+        (folder / "train_v2.csv").write_text(csv)
+
+
+def no_kaggle(*args, **kwargs):
+    raise AssertionError("Kaggle must not be asked")
+
+
+def test_planet_files_come_from_the_mirror_not_kaggle(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    planet_by_hand(mirror, csv_zipped=True)
+    with tarfile.open(mirror / "train-jpg.tar", "w") as t:
+        t.add(mirror / "train-jpg", "train-jpg")
+    import py7zr
+    with py7zr.SevenZipFile(mirror / "train-jpg.tar.7z", "w") as z:
+        z.write(mirror / "train-jpg.tar", "train-jpg.tar")
+    monkeypatch.setattr(kaggle, "download_competition_file", no_kaggle)
+    path = download_dataset("planet", tmp_path / "data", mirror=str(mirror))
+    assert sorted(p.name for p in (path / "train-jpg").iterdir()) == ["train_0.jpg", "train_1.jpg", "train_2.jpg"]
+    assert (path / "train_v2.csv").read_text().startswith("image_name,tags")
+
+
+def test_planet_by_hand_accepts_an_unpacked_train_jpg_folder_and_keeps_it(tmp_path, monkeypatch):
+    downloads = tmp_path / "data" / "downloads"
+    planet_by_hand(downloads, csv_zipped=False)
+    monkeypatch.setattr(kaggle, "download_competition_file", no_kaggle)
+    path = download_dataset("planet", tmp_path / "data")
+    assert sorted(p.name for p in (path / "train-jpg").iterdir()) == ["train_0.jpg", "train_1.jpg", "train_2.jpg"]
+    assert len(list((downloads / "train-jpg").iterdir())) == 3  # the student's folder is left as it was
+
+
+def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin(toy, tmp_path, capsys):
+    download_dataset("toy", mirror=str(toy))
+    dest = tmp_path / "new-mirror"
+    assert main(["mirror", str(dest)]) == 0
+    assert (dest / "toy.tgz").read_bytes() == (toy / "toy.tgz").read_bytes()
+    assert not list(dest.glob(".*"))  # no temporary files left
+    capsys.readouterr()
+    main(["datasets", "--mirror", str(dest), "--dest", str(tmp_path / "elsewhere")])
+    out = capsys.readouterr().out
+    assert f"mirror        {(dest / 'toy.tgz').as_uri()}" in out
+    assert f"not mirrored  https://s3.amazonaws.com/fast-ai-imagelocal/camvid.tgz" in out
