@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -497,10 +498,15 @@ def test_predict_on_a_pil_image_leaves_the_image_usable(tiny_learner):
     torch.testing.assert_close(tiny_learner.predict(img)[2], first)
 
 
-def test_recorder_plots_return_figures(tiny_learner):
+def test_recorder_plots_draw_one_figure_each_and_return_nothing(tiny_learner):
+    """A returned figure would be drawn twice in Jupyter: once as the open figure, once as the cell's value."""
     tiny_learner.fit_one_cycle(1, 1e-2)
-    assert len(tiny_learner.recorder.plot_losses().axes) == 1
-    assert len(tiny_learner.recorder.plot_lr(show_moms=True).axes) == 2
+    plt.close("all")
+    assert tiny_learner.recorder.plot_losses() is None
+    assert len(plt.get_fignums()) == 1 and len(plt.gcf().axes) == 1
+    assert tiny_learner.recorder.plot_lr(show_moms=True) is None
+    assert len(plt.get_fignums()) == 2 and len(plt.gcf().axes) == 2
+    plt.close("all")
 
 
 def test_fit_with_weight_decay_sets_it_on_every_group(planet_learner):
