@@ -18,7 +18,7 @@ import numpy as np
 from .progress import progress_output
 
 __all__ = ["Callback", "CancelFit", "Recorder", "OneCycleScheduler", "LRFinder", "ProgressTable",
-           "annealing_cos", "suggest_lr"]
+           "annealing_cos", "suggest_lr", "stop_improving", "SUGGESTION_RULE"]
 
 
 class CancelFit(Exception):
@@ -124,31 +124,45 @@ class Recorder(Callback):
         ax.set(xscale="log", xlabel="learning rate", ylabel="loss (smoothed)")
         if not suggestion:
             return None
+        stop, reason = stop_improving(losses)
         lr = suggest_lr(lrs, losses)
         at = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
+        ax.axvline(lrs[stop], color="grey", linestyle=":", label=f"stops improving {lrs[stop]:.1e}")
         ax.plot(lrs[at], losses[at], "ro", markersize=8, label=f"suggested {lr:.2e}")
         ax.legend()
-        print(f"Suggested learning rate: {lr:.2e} (a tenth of the rate where the loss starts to climb)")
+        print(f"Suggested learning rate: {lr:.2e} ({SUGGESTION_RULE}: {lrs[stop]:.2e}, {reason})")
         return lr
 
 
-def suggest_lr(lrs: list[float], losses: list[float], rise: float = 0.1) -> float:
-    """A learning rate from an LR-finder curve: a tenth of the rate at the *edge*, past which the smoothed
-    loss stays more than `rise` (10%) above its minimum.
+SUGGESTION_RULE = "a tenth of the rate where the loss stops improving"
 
-    This is the lesson's rule of thumb ("about 10x before the loss gets worse") made mechanical. It works on
-    both shapes of curve a student meets: a long descent to a minimum (a fresh model; the pick lands on the
-    steep part just before the minimum) and a flat line that eventually rises (a trained model after
-    unfreezing or resizing; there the minimum is noise and "minimum / 10" would pick a uselessly small rate).
-    If the loss never rises, the largest rate tried is taken as the edge."""
+
+def suggest_lr(lrs: list[float], losses: list[float], rise: float = 0.1) -> float:
+    """The LR finder's suggestion: a tenth of the rate where the smoothed loss stops improving."""
+    at, _ = stop_improving(losses, rise)
+    return float(lrs[at] / 10)
+
+
+def stop_improving(losses: list[float], rise: float = 0.1) -> tuple[int, str]:
+    """Where an LR-finder curve stops improving, and why there: (index, reason).
+
+    * If the smoothed loss fell clearly (by more than `rise`, 10% of its lowest value) on the way to its lowest
+      point, that lowest point (a fresh model: a long descent, then the blow-up). A tenth of it lies on the
+      descent, never at the minimum, which the lesson warns is already too late.
+    * Otherwise the curve is flat (a trained model after unfreezing or resizing) and its lowest point is noise:
+      the *edge*, the last rate before the loss climbs for good more than `rise` above its lowest. A tenth of
+      it is the lesson's rule after unfreezing ("just before it shoots up, go back 10x").
+    If the loss never rises, the largest rate tried is the edge."""
     losses = np.asarray(losses, dtype=float)
     if len(losses) == 0:
         raise ValueError("The LR finder recorded no losses; run learn.lr_find() first.")
     finite = np.where(np.isfinite(losses), losses, np.inf)
     best = int(np.argmin(finite))
-    limit = finite[best] + rise * abs(finite[best])
-    edge = int(np.flatnonzero(finite <= limit)[-1])  # the last point before the final climb: early noise is ignored
-    return float(lrs[edge] / 10)
+    margin = rise * abs(finite[best])
+    if finite[0] - finite[best] > margin:
+        return best, "where it is lowest, after falling clearly"
+    edge = int(np.flatnonzero(finite <= finite[best] + margin)[-1])  # early noise is ignored
+    return edge, "the edge of a flat curve, before it climbs for good"
 
 
 class OneCycleScheduler(Callback):
