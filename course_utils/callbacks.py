@@ -10,15 +10,15 @@ to skip validation (and after_epoch) for this epoch. Raising `CancelFit` stops t
 from __future__ import annotations
 
 import math
-import sys
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from tqdm import tqdm
+
+from .progress import progress_output
 
 __all__ = ["Callback", "CancelFit", "Recorder", "OneCycleScheduler", "LRFinder", "ProgressTable",
-           "annealing_cos", "suggest_lr"]
+           "annealing_cos", "suggest_lr", "stop_improving", "SUGGESTION_RULE"]
 
 
 class CancelFit(Exception):
@@ -85,17 +85,17 @@ class Recorder(Callback):
         """Start the moving average of the loss afresh (the LR finder does)."""
         self._avg, self._n = 0.0, 0
 
-    def plot_losses(self, skip_start: int = 0) -> plt.Figure:
-        """Training loss per batch and validation loss per epoch."""
-        fig, ax = plt.subplots(figsize=(6, 4))
+    def plot_losses(self, skip_start: int = 0) -> None:
+        """Training loss per batch and validation loss per epoch. Like every plot here it returns nothing:
+        a returned figure would be drawn a second time by Jupyter (`plt.gcf()` gets it if you need it)."""
+        _, ax = plt.subplots(figsize=(6, 4))
         ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label="train", alpha=0.6)
         if self.val_losses:
             ax.plot(self.nb_batches, self.val_losses, "o-", label="valid")
         ax.set(xlabel="batches processed", ylabel="loss")
         ax.legend()
-        return fig
 
-    def plot_lr(self, show_moms: bool = False) -> plt.Figure:
+    def plot_lr(self, show_moms: bool = False) -> None:
         """The learning rate (and momentum) over the batches of the last fits."""
         fig, axes = plt.subplots(1, 2 if show_moms else 1, figsize=(10 if show_moms else 5, 3.5), squeeze=False)
         axes[0, 0].plot(self.lrs)
@@ -103,16 +103,15 @@ class Recorder(Callback):
         if show_moms:
             axes[0, 1].plot(self.moms)
             axes[0, 1].set(xlabel="iteration", ylabel="momentum (beta1)")
-        return fig
+        fig.tight_layout()
 
-    def plot_metrics(self) -> plt.Figure:
+    def plot_metrics(self) -> None:
         """Each metric per epoch."""
         n = max(1, len(self.metric_names))
-        fig, axes = plt.subplots(1, n, figsize=(4 * n, 3), squeeze=False)
+        _, axes = plt.subplots(1, n, figsize=(4 * n, 3), squeeze=False)
         for i, name in enumerate(self.metric_names):
             axes[0, i].plot([m[i] for m in self.metrics], "o-")
             axes[0, i].set(xlabel="epoch", title=name)
-        return fig
 
     def plot(self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False):
         """Loss against learning rate after `lr_find` (log scale); with `suggestion`, mark and return a good LR."""
@@ -125,31 +124,45 @@ class Recorder(Callback):
         ax.set(xscale="log", xlabel="learning rate", ylabel="loss (smoothed)")
         if not suggestion:
             return None
+        stop, reason = stop_improving(losses)
         lr = suggest_lr(lrs, losses)
         at = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
+        ax.axvline(lrs[stop], color="grey", linestyle=":", label=f"stops improving {lrs[stop]:.1e}")
         ax.plot(lrs[at], losses[at], "ro", markersize=8, label=f"suggested {lr:.2e}")
         ax.legend()
-        print(f"Suggested learning rate: {lr:.2e} (a tenth of the rate where the loss starts to climb)")
+        print(f"Suggested learning rate: {lr:.2e} ({SUGGESTION_RULE}: {lrs[stop]:.2e}, {reason})")
         return lr
 
 
-def suggest_lr(lrs: list[float], losses: list[float], rise: float = 0.1) -> float:
-    """A learning rate from an LR-finder curve: a tenth of the rate at the *edge*, past which the smoothed
-    loss stays more than `rise` (10%) above its minimum.
+SUGGESTION_RULE = "a tenth of the rate where the loss stops improving"
 
-    This is the lesson's rule of thumb ("about 10x before the loss gets worse") made mechanical. It works on
-    both shapes of curve a student meets: a long descent to a minimum (a fresh model; the pick lands on the
-    steep part just before the minimum) and a flat line that eventually rises (a trained model after
-    unfreezing or resizing; there the minimum is noise and "minimum / 10" would pick a uselessly small rate).
-    If the loss never rises, the largest rate tried is taken as the edge."""
+
+def suggest_lr(lrs: list[float], losses: list[float], rise: float = 0.1) -> float:
+    """The LR finder's suggestion: a tenth of the rate where the smoothed loss stops improving."""
+    at, _ = stop_improving(losses, rise)
+    return float(lrs[at] / 10)
+
+
+def stop_improving(losses: list[float], rise: float = 0.1) -> tuple[int, str]:
+    """Where an LR-finder curve stops improving, and why there: (index, reason).
+
+    * If the smoothed loss fell clearly (by more than `rise`, 10% of its lowest value) on the way to its lowest
+      point, that lowest point (a fresh model: a long descent, then the blow-up). A tenth of it lies on the
+      descent, never at the minimum, which the lesson warns is already too late.
+    * Otherwise the curve is flat (a trained model after unfreezing or resizing) and its lowest point is noise:
+      the *edge*, the last rate before the loss climbs for good more than `rise` above its lowest. A tenth of
+      it is the lesson's rule after unfreezing ("just before it shoots up, go back 10x").
+    If the loss never rises, the largest rate tried is the edge."""
     losses = np.asarray(losses, dtype=float)
     if len(losses) == 0:
         raise ValueError("The LR finder recorded no losses; run learn.lr_find() first.")
     finite = np.where(np.isfinite(losses), losses, np.inf)
     best = int(np.argmin(finite))
-    limit = finite[best] + rise * abs(finite[best])
-    edge = int(np.flatnonzero(finite <= limit)[-1])  # the last point before the final climb: early noise is ignored
-    return float(lrs[edge] / 10)
+    margin = rise * abs(finite[best])
+    if finite[0] - finite[best] > margin:
+        return best, "where it is lowest, after falling clearly"
+    edge = int(np.flatnonzero(finite <= finite[best] + margin)[-1])  # early noise is ignored
+    return edge, "the edge of a flat curve, before it climbs for good"
 
 
 class OneCycleScheduler(Callback):
@@ -220,41 +233,39 @@ class LRFinder(Callback):
 
 
 class ProgressTable(Callback):
-    """A progress bar over the batches, and one table row per epoch: losses, metrics, time."""
+    """A progress bar over the batches, and one table row per epoch: losses, metrics, time.
+    In a notebook both are one output redrawn in place (see `progress.py`)."""
     order = 10
 
     def __init__(self, show_bar: bool = True):
         self.show_bar = show_bar
+        self.out = None
 
     def before_fit(self):
         self.names = ["epoch", "train_loss", "valid_loss"] + [m.name for m in self.learn.metric_fns] + ["time"]
         self.widths = [max(len(n), 10) for n in self.names]
-        self._print("  ".join(n.ljust(w) for n, w in zip(self.names, self.widths)))
+        self.out = progress_output()
+        self.out.line("  ".join(n.ljust(w) for n, w in zip(self.names, self.widths)))
 
     def before_epoch(self):
         self.start = time.time()
-        dl = self.learn.data.train_dl
-        self.bar = tqdm(total=len(dl), leave=False, file=sys.stderr, mininterval=0.5,
-                        disable=not self.show_bar, desc=f"epoch {self.learn.epoch + 1}/{self.learn.n_epochs}")
+        if self.show_bar:
+            self.out.start_bar(len(self.learn.data.train_dl), f"epoch {self.learn.epoch + 1}/{self.learn.n_epochs}")
 
     def after_batch(self):
         if self.learn.training:
-            self.bar.update(1)
+            self.out.update_bar()
 
     def after_epoch(self):
-        self.bar.close()
+        self.out.close_bar()
         row = self.learn.epoch_result
         secs = time.time() - self.start
         vals = [str(self.learn.epoch + 1)] + [_fmt(row[n]) for n in self.names[1:-1]] + [f"{int(secs // 60):02d}:{int(secs % 60):02d}"]
-        self._print("  ".join(v.ljust(w) for v, w in zip(vals, self.widths)))
+        self.out.line("  ".join(v.ljust(w) for v, w in zip(vals, self.widths)))
 
     def after_fit(self):
-        if getattr(self, "bar", None) is not None:
-            self.bar.close()
-
-    @staticmethod
-    def _print(line: str):
-        print(line, flush=True)
+        if self.out is not None:
+            self.out.close_bar()
 
 
 def _fmt(v) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from .learner import Learner
 from .metrics import fbeta
 from .vision.image import show_image
 
-__all__ = ["Interpretation", "ThresholdResult", "tune_thresholds", "choose_thresholds", "best_threshold",
-           "write_submission"]
+__all__ = ["Interpretation", "ThresholdResult", "tune_thresholds", "choose_thresholds", "held_out_gains",
+           "best_threshold", "write_submission"]
 
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
 
@@ -52,8 +53,8 @@ class Interpretation:
         """The k largest per-item losses and their indices in the set, largest first."""
         return self.losses.topk(len(self.losses) if k is None else min(k, len(self.losses)))
 
-    def plot_top_losses(self, k: int = 9, figsize: tuple | None = None) -> plt.Figure:
-        """The k worst items: image, prediction, truth and loss."""
+    def plot_top_losses(self, k: int = 9, figsize: tuple | None = None) -> None:
+        """The k worst items: image, prediction, truth and loss (drawn, not returned: Jupyter would draw twice)."""
         losses, idxs = self.top_losses(k)
         ds = self.learn.data.dl(self.ds_type).dataset
         cols = min(3, len(idxs))
@@ -67,7 +68,6 @@ class Interpretation:
         for ax in list(axes.flat)[len(idxs):]:
             ax.axis("off")
         fig.tight_layout()
-        return fig
 
     def confusion_matrix(self) -> torch.Tensor:
         """Counts [actual, predicted] for single-label data."""
@@ -76,8 +76,8 @@ class Interpretation:
         flat = self.targs * c + self.preds.argmax(dim=1)
         return torch.bincount(flat, minlength=c * c).reshape(c, c)
 
-    def plot_confusion_matrix(self, figsize=(5, 5)) -> plt.Figure:
-        """The confusion matrix as a picture, with counts."""
+    def plot_confusion_matrix(self, figsize=(5, 5)) -> None:
+        """The confusion matrix as a picture, with counts (drawn, not returned)."""
         cm = self.confusion_matrix().numpy()
         classes = self.y_list.classes
         fig, ax = plt.subplots(figsize=figsize)
@@ -89,7 +89,6 @@ class Interpretation:
         for (r, c), v in np.ndenumerate(cm):
             ax.text(c, r, int(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         fig.tight_layout()
-        return fig
 
     def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
         """(actual, predicted, count) for off-diagonal cells with at least `min_val` items, most first."""
@@ -127,34 +126,91 @@ def best_threshold(probs: torch.Tensor, targs: torch.Tensor, beta: float = 2.0,
 
 @dataclass
 class ThresholdResult:
-    """Thresholds chosen on the validation set, and F-beta with each choice."""
+    """Thresholds chosen on the validation set, F-beta with each choice, how much of each gain holds on
+    validation images the thresholds were not chosen on, and the thresholds `predict` uses now."""
     baseline_thresh: float
     baseline_score: float
     global_thresh: float
     global_score: float
     per_class: list[float]
     per_class_score: float
+    held_out_global_gain: float | None = None
+    held_out_per_class_gain: float | None = None
+    in_use: str = ""
 
     def __str__(self) -> str:
-        return (f"F-beta at the lesson's {self.baseline_thresh}: {self.baseline_score:.4f}\n"
-                f"best single threshold {self.global_thresh:.2f}: {self.global_score:.4f} "
-                f"({self.global_score - self.baseline_score:+.4f})\n"
-                f"best per-class thresholds: {self.per_class_score:.4f} "
-                f"({self.per_class_score - self.baseline_score:+.4f})")
+        lines = [f"F-beta at the lesson's {self.baseline_thresh}: {self.baseline_score:.4f}",
+                 f"best single threshold {self.global_thresh:.2f}: {self.global_score:.4f} "
+                 f"({self.global_score - self.baseline_score:+.4f}{_held_out(self.held_out_global_gain)})",
+                 f"best per-class thresholds: {self.per_class_score:.4f} "
+                 f"({self.per_class_score - self.baseline_score:+.4f}{_held_out(self.held_out_per_class_gain)})"]
+        return "\n".join(lines + ([f"in use: {self.in_use}"] if self.in_use else []))
+
+
+def _held_out(gain: float | None) -> str:
+    return "" if gain is None else f"; {gain:+.4f} on held-out halves"
 
 
 def tune_thresholds(learn: Learner, beta: float = 2.0, baseline: float = 0.2, per_class: bool = True,
-                    apply: bool = True, grid: np.ndarray = THRESHOLD_GRID) -> ThresholdResult:
+                    apply: bool | None = None, min_gain: float = 0.01,
+                    grid: np.ndarray = THRESHOLD_GRID) -> ThresholdResult:
     """Choose decision thresholds that maximise F-beta on the validation set: one for all classes, then
-    one per class (coordinate ascent from the global one). With `apply`, `learn.predict` uses them.
+    one per class (coordinate ascent from the global one), and report them.
 
-    Per-class thresholds fit the validation set more closely, so they need a big enough validation set
-    to generalise; compare both gains before trusting them."""
+    Thresholds chosen on the validation set flatter themselves there (per-class ones most), so each gain is
+    also measured on held-out halves: choose on one half of the validation set, score on the other, both
+    ways. `apply=None` (default) installs a choice only when that held-out gain is clear (at least
+    `min_gain` over the simpler choice); `apply=True` installs the best (`per_class` or global) anyway,
+    `apply=False` only reports. The result's `in_use` says which thresholds `learn.predict` uses now."""
     probs, targs = learn.get_preds("valid")
     result = choose_thresholds(probs, targs, beta, baseline, per_class, grid)
-    if apply:
-        learn.data.train_ds.y.thresh = result.per_class if per_class else result.global_thresh
+    result.held_out_global_gain, result.held_out_per_class_gain = held_out_gains(probs, targs, beta, baseline,
+                                                                                  per_class, grid)
+    y = learn.data.train_ds.y
+    chosen, result.in_use = _pick(result, per_class, apply, min_gain, current=y.thresh)
+    y.thresh = chosen
     return result
+
+
+def _pick(r: ThresholdResult, per_class: bool, apply: bool | None, min_gain: float, current):
+    """(thresholds to use, a sentence saying which and why)."""
+    if apply is False:
+        return current, f"unchanged ({_describe(current)}): apply=False only reports"
+    if apply:
+        return (r.per_class, "the per-class thresholds (apply=True)") if per_class else \
+            (r.global_thresh, f"the single threshold {r.global_thresh:.2f} (apply=True)")
+    use_global = r.held_out_global_gain >= min_gain
+    held_base = r.held_out_global_gain if use_global else 0.0
+    if per_class and r.held_out_per_class_gain - held_base >= min_gain:
+        return r.per_class, "the per-class thresholds: their gain holds on held-out images"
+    if use_global:
+        return r.global_thresh, f"the single threshold {r.global_thresh:.2f}: its gain holds on held-out images"
+    return r.baseline_thresh, (f"the lesson's {r.baseline_thresh} for every class: no tuned choice gains "
+                               f"{min_gain} on held-out images (pass apply=True to use them anyway)")
+
+
+def _describe(thresh) -> str:
+    return f"{thresh} for every class" if np.ndim(thresh) == 0 else "per-class thresholds"
+
+
+def held_out_gains(probs: torch.Tensor, targs: torch.Tensor, beta: float = 2.0, baseline: float = 0.2,
+                   per_class: bool = True, grid: np.ndarray = THRESHOLD_GRID) -> tuple[float, float | None]:
+    """F-beta gain over `baseline` of the single and per-class thresholds on images they were not chosen on:
+    the validation set is cut in two halves (fixed seed); thresholds chosen on each are scored on the other.
+    NaN (never a clear gain) when there are too few validation images to halve."""
+    if len(probs) < 4:
+        return math.nan, (math.nan if per_class else None)
+    order = torch.randperm(len(probs), generator=torch.Generator().manual_seed(0))
+    halves = (order[: len(order) // 2], order[len(order) // 2:])
+    gains = []
+    for fit, test in (halves, halves[::-1]):
+        r = choose_thresholds(probs[fit], targs[fit], beta, baseline, per_class, grid)
+        base = float(fbeta(probs[test], targs[test], thresh=baseline, beta=beta, sigmoid=False))
+        scores = [float(fbeta(probs[test], targs[test], thresh=torch.tensor(t), beta=beta, sigmoid=False))
+                  for t in (r.global_thresh, r.per_class)]
+        gains.append([sc - base for sc in scores])
+    g, pc = np.mean(gains, axis=0).tolist()
+    return g, (pc if per_class else None)
 
 
 def choose_thresholds(probs: torch.Tensor, targs: torch.Tensor, beta: float = 2.0, baseline: float = 0.2,

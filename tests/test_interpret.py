@@ -1,4 +1,6 @@
 """Interpretation (top losses, confusion matrix, per-class table), threshold tuning and the submission writer."""
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import torch
@@ -34,7 +36,8 @@ def test_per_class_thresholds_beat_any_single_threshold_on_a_crafted_case():
 
 
 def test_tuned_thresholds_are_used_by_predict_and_survive_export(planet_learner, planet_path):
-    result = tune_thresholds(planet_learner)
+    result = tune_thresholds(planet_learner, apply=True)
+    assert "per-class" in result.in_use
     y = planet_learner.data.train_ds.y
     assert y.thresh == result.per_class
     img = planet_path / "train-jpg" / "train_0.jpg"
@@ -46,6 +49,53 @@ def test_tuned_thresholds_are_used_by_predict_and_survive_export(planet_learner,
     assert loaded.predict(img)[0] == tags
 
 
+def _fake_learner(probs, targs):
+    """Just what tune_thresholds touches: validation predictions and the label list's threshold."""
+    y = SimpleNamespace(thresh=0.2)
+    return SimpleNamespace(get_preds=lambda ds_type: (probs, targs), data=SimpleNamespace(train_ds=SimpleNamespace(y=y)))
+
+
+def test_by_default_per_class_thresholds_that_only_fit_the_validation_set_are_not_installed():
+    """Scores that mean the same for every class: one threshold is right for all. Per-class thresholds still
+    'gain' on the 96 images they were chosen on, but not on held-out ones, so the single threshold is used."""
+    g = torch.Generator().manual_seed(0)
+    targs = (torch.rand(96, 17, generator=g) < 0.3).float()
+    probs = 0.35 * targs + 0.39 * torch.rand(96, 17, generator=g)
+    learn = _fake_learner(probs, targs)
+    result = tune_thresholds(learn)
+    assert result.per_class_score > result.global_score, "in-sample, the per-class fit looks like a gain"
+    assert result.held_out_per_class_gain < result.held_out_global_gain
+    assert learn.data.train_ds.y.thresh == result.global_thresh
+    assert f"in use: the single threshold {result.global_thresh:.2f}" in str(result)
+
+
+def test_by_default_no_tuned_threshold_is_installed_without_a_held_out_gain():
+    """Pure noise, and a baseline that already predicts every tag (the best F2 noise allows)."""
+    g = torch.Generator().manual_seed(0)
+    probs, targs = torch.rand(96, 17, generator=g), (torch.rand(96, 17, generator=g) < 0.3).float()
+    learn = _fake_learner(probs, targs)
+    result = tune_thresholds(learn, baseline=0.02)
+    assert learn.data.train_ds.y.thresh == 0.02
+    assert "in use: the lesson's 0.02 for every class: no tuned choice gains" in str(result)
+
+
+def test_by_default_thresholds_whose_gain_holds_on_held_out_images_are_installed():
+    probs, targs = _separable_case()
+    probs, targs = probs.repeat(8, 1), targs.repeat(8, 1)
+    learn = _fake_learner(probs, targs)
+    result = tune_thresholds(learn)
+    assert result.held_out_per_class_gain > 0.05
+    assert learn.data.train_ds.y.thresh == result.per_class
+    assert "in use: the per-class thresholds" in str(result)
+
+
+def test_apply_false_only_reports():
+    probs, targs = _separable_case()
+    learn = _fake_learner(probs.repeat(8, 1), targs.repeat(8, 1))
+    assert "unchanged" in tune_thresholds(learn, apply=False).in_use
+    assert learn.data.train_ds.y.thresh == 0.2
+
+
 def test_top_losses_are_sorted_and_match_the_per_item_loss(planet_learner):
     interp = Interpretation.from_learner(planet_learner)
     losses, idxs = interp.top_losses()
@@ -55,7 +105,7 @@ def test_top_losses_are_sorted_and_match_the_per_item_loss(planet_learner):
     expected = torch.nn.functional.binary_cross_entropy_with_logits(raw[i], targs[i])
     assert losses[0] == pytest.approx(float(expected), rel=1e-5)
     assert len(interp.top_losses(3)[0]) == 3
-    interp.plot_top_losses(4)
+    assert interp.plot_top_losses(4) is None, "a returned figure is drawn twice in Jupyter"
 
 
 def test_per_class_table_counts_support_and_refuses_single_label_data(planet_learner, tiny_learner):
@@ -74,7 +124,7 @@ def test_confusion_matrix_counts_every_validation_item(tiny_learner):
     assert cm.sum() == len(targs)
     assert cm.trace() == int((preds.argmax(1) == targs).sum())
     assert all(a != p for a, p, _ in interp.most_confused())
-    interp.plot_confusion_matrix()
+    assert interp.plot_confusion_matrix() is None
 
 
 def test_submission_has_kaggle_columns_and_one_row_per_test_image(planet_learner, planet_path, tmp_path):

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,7 @@ import torch.nn as nn
 from conftest import COLOURS, PLANET_CLASSES, tiny_model
 from PIL import Image
 
-from course_utils.callbacks import Callback, OneCycleScheduler, suggest_lr
+from course_utils.callbacks import Callback, OneCycleScheduler, stop_improving, suggest_lr
 from course_utils.learner import Learner, load_learner, lr_range
 from course_utils.metrics import accuracy
 from course_utils.vision import ImageList, cnn_learner, imagenet_stats, models
@@ -286,6 +287,29 @@ def test_suggest_lr_is_below_the_rate_with_the_lowest_loss():
     assert suggest_lr(lrs, losses) < lrs[int(np.argmin(losses))]
 
 
+def test_suggest_lr_on_a_short_descent_stays_a_decade_before_the_minimum():
+    """A trained model after resizing: the loss dips 30% to a minimum, creeps up within 10% for a decade, then
+    shoots up. 'A tenth of the edge' would land on the minimum itself, the mistake the lesson warns about."""
+    lrs = np.logspace(-7, 1, 100)  # 12.4 points per decade
+    losses = np.concatenate([np.linspace(0.30, 0.21, 60), 0.21 + np.linspace(0, 0.02, 13)[1:],
+                             0.23 * 1.3 ** np.arange(1, 29)])
+    i_min = int(np.argmin(losses))
+    old_edge = np.flatnonzero(losses <= 1.1 * losses[i_min])[-1]
+    assert lrs[i_min] / 2 < lrs[old_edge] / 10 < lrs[i_min] * 2, "a tenth of the edge is at the minimum"
+    assert suggest_lr(lrs, losses) == pytest.approx(lrs[i_min] / 10)
+    assert stop_improving(losses)[0] == i_min
+
+
+def test_suggest_lr_on_a_flat_curve_is_a_tenth_of_where_it_starts_to_climb():
+    """After unfreezing: flat (noise only) until it shoots up; the noisy minimum must not decide."""
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-7, 1, 100)
+    losses = np.concatenate([0.2 + rng.normal(0, 0.004, 80), 0.2 * 1.25 ** np.arange(1, 21)])
+    edge, reason = stop_improving(losses)
+    assert edge == 79 and "flat" in reason
+    assert suggest_lr(lrs, losses) == pytest.approx(lrs[79] / 10)
+
+
 def test_recorder_plot_without_suggestion_returns_none(tiny_learner):
     tiny_learner.lr_find(num_it=30)
     assert tiny_learner.recorder.plot() is None
@@ -497,10 +521,15 @@ def test_predict_on_a_pil_image_leaves_the_image_usable(tiny_learner):
     torch.testing.assert_close(tiny_learner.predict(img)[2], first)
 
 
-def test_recorder_plots_return_figures(tiny_learner):
+def test_recorder_plots_draw_one_figure_each_and_return_nothing(tiny_learner):
+    """A returned figure would be drawn twice in Jupyter: once as the open figure, once as the cell's value."""
     tiny_learner.fit_one_cycle(1, 1e-2)
-    assert len(tiny_learner.recorder.plot_losses().axes) == 1
-    assert len(tiny_learner.recorder.plot_lr(show_moms=True).axes) == 2
+    plt.close("all")
+    assert tiny_learner.recorder.plot_losses() is None
+    assert len(plt.get_fignums()) == 1 and len(plt.gcf().axes) == 1
+    assert tiny_learner.recorder.plot_lr(show_moms=True) is None
+    assert len(plt.get_fignums()) == 2 and len(plt.gcf().axes) == 2
+    plt.close("all")
 
 
 def test_fit_with_weight_decay_sets_it_on_every_group(planet_learner):

@@ -1,6 +1,7 @@
 """Opening images as PIL and tensors, and drawing them."""
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -158,5 +159,26 @@ def show_image(img: torch.Tensor, ax: plt.Axes | None = None, title: str | None 
     ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
     ax.axis("off")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(wrap_title(title, _chars_across(ax, fontsize=9)), fontsize=9)
     return ax
+
+
+def _chars_across(ax: plt.Axes, fontsize: float) -> int:
+    """About how many characters of `fontsize` fit across `ax` (an average glyph is ~0.6 em wide)."""
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+    return max(8, int(width_pt / (0.6 * fontsize)))
+
+
+def wrap_title(title: str, width: int) -> str:
+    """Break each line of a title after a space, ';' or ',' so no line is longer than `width` characters:
+    multi-label titles (`clear;primary;road;water`) would otherwise run into their neighbours' titles."""
+    lines = []
+    for line in title.split("\n"):
+        current = ""
+        for piece in re.split(r"(?<=[;, ])", line):
+            if current and len(current + piece) > width:
+                lines.append(current.rstrip())
+                current = ""
+            current += piece
+        lines.append(current.rstrip())
+    return "\n".join(lines)
