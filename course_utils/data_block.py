@@ -519,6 +519,15 @@ class TargetList(ItemList):
         """Finish moving a batch of targets; `resample(t, mode)` samples a (B, C, h, w) batch like the images."""
         return y
 
+    def check_target(self, img, y, tfm_y: bool) -> None:
+        """Refuse a target that cannot follow its image `img` (raise ValueError naming it); points, masks and
+        boxes override this, class labels follow nothing."""
+
+    def draw_plan(self, y, draw: Callable, name: str):
+        """The random transform of the image `name` whose target `y` moves with it: `draw()` once, unless the
+        target needs another draw (points that would leave the image)."""
+        return draw()
+
     @property
     def c(self) -> int:
         """Number of model outputs."""

@@ -18,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data_block import CategoryList, MultiCategoryList
 from ..learner import Learner, load_learner
-from ..vision.data import _MASK_COLOURS, PointsLabelList, SegmentationLabelList
+from ..vision.points import PointsLabelList
+from ..vision.segmentation import _MASK_COLOURS, SegmentationLabelList
 
 __all__ = ["KINDS", "BadInput", "Predictor", "model_kind"]
 
