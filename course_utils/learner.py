@@ -122,6 +122,11 @@ class Learner:
         """Train every layer group."""
         self.freeze_to(0)
 
+    @property
+    def fit_callbacks(self) -> list:
+        """The callbacks of the running (or last) `fit`: the learner's own and that fit's extra ones, in event order."""
+        return self._cbs
+
     # --- the training loop ---------------------------------------------------------------------
     def fit(self, epochs: int, lr: float | slice = DEFAULT_LR, wd: float | None = None, callbacks: Sequence = (),
             progress: bool = True) -> None:

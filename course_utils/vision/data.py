@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data_block import ItemList, TargetList
 from .batch import augment_batch, plan_params, resample_batch
-from .cache import image_cache
+from .cache import ImageCache
 from .image import image_extensions, image_size, load_rgb, open_image, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 from .transforms import points_to_unit, unit_to_points  # noqa: F401 (the head-pose notebook imports them from here)
@@ -34,6 +34,19 @@ class ImageList(ItemList):
 
     extensions = image_extensions
     tfm_y_default = False  # whether targets follow the image when `transform` is not told (masks always do)
+    _caches: tuple | None = None  # (the items they cache, {(size, resize method): ImageCache})
+
+    def image_cache(self, size, resize_method: str | None) -> ImageCache:
+        """The decode-once cache of these images at this size (vision/cache.py), made on first use.
+
+        Split copies of a list share it while they share its items, so every DataBunch, `lr_find` and stage
+        built from the same split reuses it."""
+        if self._caches is None or self._caches[0] is not self.items:
+            self._caches = (self.items, {})
+        key = (repr(size), resize_method)
+        if key not in self._caches[1]:
+            self._caches[1][key] = ImageCache(self.items, size, resize_method)
+        return self._caches[1][key]
 
     def _check_items(self) -> None:
         missing = [p for p in self.items if not p.is_file()]
@@ -176,7 +189,7 @@ class ImageList(ItemList):
             def decode():
                 return plan.resize(load_rgb(img, min_size=(w, h)))
             path = getattr(img, "filename", "")
-            pixels = image_cache(self, size, resize_method).get(path, decode) if cache and path else decode()
+            pixels = self.image_cache(size, resize_method).get(path, decode) if cache and path else decode()
             return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)
         finally:
             img.close()
