@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+from http_server import LocalServer  # noqa: E402
 from PIL import Image  # noqa: E402
 
 # One intra-op thread: on a small shared CPU, oneDNN with 2 threads spends seconds warming up
@@ -194,3 +195,12 @@ def camvid_data(camvid_path):
     return (camvid_src(camvid_path).transform(get_transforms(), size=32, tfm_y=True)
             .databunch(bs=2, num_workers=0, device=torch.device("cpu"))
             .normalize(imagenet_stats))
+
+
+@pytest.fixture
+def server():
+    """A LocalServer (tests/http_server.py) on 127.0.0.1 running for the test: the download tests' network."""
+    srv = LocalServer()
+    srv.thread.start()
+    yield srv
+    srv.close()

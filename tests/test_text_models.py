@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 import torch
-from test_text_data import clas_data, lm_data, make_imdb_like
+from imdb import clas_data, lm_data, make_imdb_like
 
 from course_utils.text import AWD_LSTM, Vocab, language_model_learner, text_classifier_learner
 from course_utils.text.models import (WeightDropLSTM, clas_layer_groups, convert_weights, get_language_model,
