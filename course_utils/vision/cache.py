@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import data_dir
+from ..persist import atomic_write
 from .image import image_size
 from .transforms import sample_plan
 
@@ -88,11 +89,8 @@ class ImageCache:
 
     def _map_file(self, total: int) -> np.memmap:
         if not self.file.exists() or self.file.stat().st_size != total:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                f.truncate(total)  # sparse: zeros, no disk written until filled
-            os.replace(tmp, self.file)  # atomic: another process never maps a half-made file
+            # sparse: zeros, no disk written until filled; atomic: another process never maps a half-made file
+            atomic_write(self.file, lambda fh: fh.truncate(total))
         return np.memmap(self.file, dtype=np.uint8, mode="r+", shape=(total,))
 
     def __getstate__(self) -> dict:
