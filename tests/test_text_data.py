@@ -9,20 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from imdb import CPU, NEG, POS, clas_data, lm_data, make_imdb_like
+from imdb import CPU, NEG, POS, clas_data, lm_data
 
 from course_utils.text import TextList
 from course_utils.text.data import PAD_IDX, LMStreamLoader, SortishLoader
-
-@pytest.fixture(autouse=True)
-def _token_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def imdb_path(tmp_path) -> Path:
-    return make_imdb_like(tmp_path / "imdb")
-
 
 def test_filter_by_folder_keeps_only_the_named_top_level_folders(imdb_path):
     tl = TextList.from_folder(imdb_path)

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 import torch
-from imdb import clas_data, lm_data, make_imdb_like
+from imdb import clas_data, lm_data
 
 from course_utils.text import AWD_LSTM, Vocab, language_model_learner, text_classifier_learner
 from course_utils.text.learner import decode_spec_tokens
@@ -15,16 +15,6 @@ from course_utils.text.models import (WeightDropLSTM, clas_layer_groups, convert
 from course_utils.text.tokenize import SPECIAL_TOKENS, UNK
 
 TINY = dict(emb_sz=8, n_hid=16, n_layers=3)
-
-
-@pytest.fixture(autouse=True)
-def _token_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def imdb_path(tmp_path):
-    return make_imdb_like(tmp_path / "imdb")
 
 
 @pytest.fixture
