@@ -18,14 +18,15 @@ from .data import ImageList
 from .image import open_image, show_image
 from .transforms import TransformPlan
 
-__all__ = ["SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask"]
+__all__ = ["SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask",
+           "MASK_COLOURS"]
 
 
 # One fixed colour per class id, so a class looks the same in every plot (ids past 40 wrap around).
 # tab20 and tab20b list each hue in 2 or 4 shades; taking one shade of every hue first gives neighbouring
 # ids (CamVid's Building 4 and Car 5) different hues.
 _TAB20, _TAB20B = np.array(plt.get_cmap("tab20").colors), np.array(plt.get_cmap("tab20b").colors)
-_MASK_COLOURS = np.concatenate([_TAB20[0::2], _TAB20[1::2], *(_TAB20B[k::4] for k in range(4))])
+MASK_COLOURS = np.concatenate([_TAB20[0::2], _TAB20[1::2], *(_TAB20B[k::4] for k in range(4))])
 
 
 def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
@@ -55,7 +56,7 @@ def show_mask(mask: torch.Tensor, img: torch.Tensor | None = None, ax: plt.Axes 
         _, ax = plt.subplots(figsize=figsize)
     if img is not None:
         show_image(img, ax=ax)
-    colours = _MASK_COLOURS[mask.reshape(mask.shape[-2:]).numpy() % len(_MASK_COLOURS)]
+    colours = MASK_COLOURS[mask.reshape(mask.shape[-2:]).numpy() % len(MASK_COLOURS)]
     ax.imshow(colours, alpha=alpha if img is not None else 1.0, interpolation="nearest")
     ax.axis("off")
     if title:
@@ -66,7 +67,7 @@ def show_mask(mask: torch.Tensor, img: torch.Tensor | None = None, ax: plt.Axes 
 def _class_legend(fig: plt.Figure, masks: list[torch.Tensor], classes: list[str]) -> None:
     """A legend under the figure naming the classes present in `masks`, in their colours."""
     ids = sorted(set(torch.cat([m.flatten() for m in masks]).unique().tolist()))
-    handles = [Patch(color=_MASK_COLOURS[i % len(_MASK_COLOURS)], label=classes[i]) for i in ids]
+    handles = [Patch(color=MASK_COLOURS[i % len(MASK_COLOURS)], label=classes[i]) for i in ids]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
 
 
