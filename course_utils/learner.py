@@ -125,7 +125,7 @@ class Learner:
     @property
     def fit_callbacks(self) -> list:
         """The callbacks of the running (or last) `fit`: the learner's own and that fit's extra ones, in event order."""
-        return self._cbs
+        return getattr(self, "_cbs", [])  # none before the first fit
 
     # --- the training loop ---------------------------------------------------------------------
     def fit(self, epochs: int, lr: float | slice = DEFAULT_LR, wd: float | None = None, callbacks: Sequence = (),
