@@ -38,7 +38,6 @@ from .amp import cpu_capability, cpu_has_native_bf16
 from .callbacks import Callback, CancelFit
 from .config import seed_everything
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
-from .vision.cache import image_cache
 
 PLANET_TINY = Path(__file__).resolve().parents[1] / "data" / "planet_tiny"
 N_SEG_CLASSES = 8
@@ -155,7 +154,7 @@ def bench_pipeline(root: Path, workers: int, size: int = 128, bs: int = 64) -> d
         first, second = epoch_rate(data.train_dl), epoch_rate(data.train_dl)
         if cache:
             res["lib_cold"], res["lib_warm"] = first, second
-            res["cache_mb"] = image_cache(data.train_ds.x, size, None).nbytes / 2**20
+            res["cache_mb"] = data.train_ds.x.image_cache(size, None).nbytes / 2**20
             # the same warm cache, augmenting one item at a time in the loader instead of the whole batch
             item = src.databunch(bs=bs, num_workers=workers, device=CPU, batch_tfms=False).normalize(imagenet_stats)
             res["lib_warm_per_item"] = epoch_rate(item.train_dl)

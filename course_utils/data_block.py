@@ -22,7 +22,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from .config import default_device, default_num_workers
-from .tables import read_csv
+from .tables import column_name, read_csv
 
 __all__ = ["ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch", "CategoryList",
            "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize"]
@@ -120,7 +120,7 @@ class ItemList:
     def from_df(cls, df: pd.DataFrame, path: str | Path = ".", cols: int | str = 0, folder: str | None = None,
                 suffix: str = "") -> "ItemList":
         """Items from column `cols` of `df`, as `path/folder/<value><suffix>`."""
-        col = _column(df, cols, "item")
+        col = column_name(df, cols, "item")
         if df[col].isna().any():
             row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
             raise ValueError(f"Column {col!r} has an empty value in row {row + 2} of the CSV (row {row} of the table).")
@@ -249,7 +249,7 @@ class ItemList:
         """Rows whose column `col` is true go to validation."""
         if self.inner_df is None:
             raise ValueError("split_from_df needs an ItemList made by from_df or from_csv.")
-        c = _column(self.inner_df, col, "split")
+        c = column_name(self.inner_df, col, "split")
         return self.split_by_idx(np.flatnonzero(self.inner_df[c].astype(bool).to_numpy()))
 
     def _label_by_split_first(self, *args, **kwargs):
@@ -270,18 +270,6 @@ def _warn_empty_valid(why: str) -> None:
     warnings.warn(f"The validation set is empty ({why}). Training works, but valid_loss and the metrics will "
                   "show #na#, so you cannot tell whether the model generalises: check the split, or use "
                   "`.split_none()` if you mean to train on everything.", stacklevel=3)
-
-
-def _column(df: pd.DataFrame, cols: int | str, what: str) -> str:
-    """The name of column `cols` (an index or a name), with an error that lists the real columns."""
-    names = list(df.columns)
-    if isinstance(cols, (int, np.integer)):
-        if not -len(names) <= cols < len(names):
-            raise KeyError(f"The table has {len(names)} columns {names}; there is no column {cols} for the {what}.")
-        return names[cols]
-    if cols not in names:
-        raise KeyError(f"No column {cols!r} for the {what}; the columns are {names}.")
-    return cols
 
 
 class ItemLists:
@@ -316,9 +304,9 @@ class ItemLists:
         def labels(il):
             df = il.inner_df
             if isinstance(cols, (list, tuple)):  # several 0/1 columns -> multi-label
-                names = [_column(df, c, "label") for c in cols]
+                names = [column_name(df, c, "label") for c in cols]
                 return [[n for n in names if row[n]] for _, row in df[names].iterrows()]
-            col = _column(df, cols, "label")
+            col = column_name(df, cols, "label")
             vals = df[col].tolist()
             if label_delim is None:
                 return _single_labels(vals, col, il)
@@ -522,6 +510,15 @@ class TargetList(ItemList):
     def batch_target(self, y, resample: Callable):
         """Finish moving a batch of targets; `resample(t, mode)` samples a (B, C, h, w) batch like the images."""
         return y
+
+    def check_target(self, img, y, tfm_y: bool) -> None:
+        """Refuse a target that cannot follow its image `img` (raise ValueError naming it); points, masks and
+        boxes override this, class labels follow nothing."""
+
+    def draw_plan(self, y, draw: Callable, name: str):
+        """The random transform of the image `name` whose target `y` moves with it: `draw()` once, unless the
+        target needs another draw (points that would leave the image)."""
+        return draw()
 
     @property
     def c(self) -> int:

@@ -198,7 +198,7 @@ class DistributedTraining(Callback):
         self.shard_data()
         self.wrap_model()
         if not self.is_main:
-            for cb in self.learn._cbs:
+            for cb in self.learn.fit_callbacks:
                 if isinstance(cb, ProgressTable):
                     cb.show_bar = False
 

@@ -32,7 +32,7 @@ class NaNGuard(Callback):
 
     def before_fit(self):
         model = self.learn.model
-        self.active = not any(isinstance(c, LRFinder) for c in self.learn._cbs)
+        self.active = not any(isinstance(c, LRFinder) for c in self.learn.fit_callbacks)
         # frozen weights cannot change, so only trainable ones (and the BatchNorm statistics) are copied
         self.tensors = [p for p in model.parameters() if p.requires_grad] + list(model.buffers())
         self.copies = [t.detach().clone() for t in self.tensors] if self.active else []

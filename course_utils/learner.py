@@ -124,6 +124,11 @@ class Learner:
         """Train every layer group."""
         self.freeze_to(0)
 
+    @property
+    def fit_callbacks(self) -> list:
+        """The callbacks of the running (or last) `fit`: the learner's own and that fit's extra ones, in event order."""
+        return getattr(self, "_cbs", [])  # none before the first fit
+
     # --- the training loop ---------------------------------------------------------------------
     def fit(self, epochs: int, lr: float | slice = DEFAULT_LR, wd: float | None = None, callbacks: Sequence = (),
             progress: bool = True) -> None:

@@ -1,6 +1,9 @@
 """Metrics from the lesson. Each takes (logits, targets) for one batch and returns a scalar;
-the Learner averages them over the validation set weighted by batch size, which for these
-per-sample means gives the exact dataset value."""
+the Learner averages them over the validation set weighted by batch size. For the per-sample means
+(accuracy, error_rate, accuracy_thresh, fbeta, mse) that is the exact dataset value; `masked_accuracy`,
+`dice` and `rmse` are per-batch values (the lesson's way), so over several batches their average is close
+to, not exactly, the value pooled over all pixels or samples (a batch with more void pixels counts as
+much as one with fewer)."""
 import torch
 import torch.nn.functional as F
 

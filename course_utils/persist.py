@@ -17,11 +17,13 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
-__all__ = ["atomic_save", "safe_load", "export_digest", "seal_export", "check_export", "MODEL_BUILDERS"]
+__all__ = ["atomic_save", "atomic_write", "safe_load", "export_digest", "seal_export", "check_export", "MODEL_BUILDERS"]
 
 # The functions an export may name to rebuild its model: the package's own builders, nothing else, so a
 # crafted file cannot make `load_learner` call any other importable function. A new builder is added here.
@@ -34,7 +36,14 @@ EXPORT_KEYS = {"model_spec": ("builder",), "data": ("x_cls", "y_cls", "y_state",
 
 # --- writing ------------------------------------------------------------------------------------------
 def atomic_save(obj, f: Path) -> None:
-    """torch.save to a temporary file beside `f`, then rename: a crash never leaves a half-written `f`.
+    """torch.save to a temporary file beside `f`, then rename: a crash never leaves a half-written `f`
+    (`atomic_write`, whose errors say why a write failed)."""
+    atomic_write(f, lambda fh: torch.save(obj, fh))
+
+
+def atomic_write(f: Path, write: Callable[[BinaryIO], None]) -> None:
+    """`write(fh)` into a temporary file beside `f`, fsync, then rename it to `f`: a crash never leaves a
+    half-written `f`, and readers in other processes see the old file or the whole new one.
 
     A write that fails (a full disk, a read-only folder, a folder that is a file) raises an OSError naming
     `f`, the likely cause and what happened to any older `f` (kept as it was); no temporary file is left."""
@@ -46,7 +55,7 @@ def atomic_save(obj, f: Path) -> None:
         raise _write_error(f, e) from e
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the file the usual permissions

@@ -7,9 +7,10 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["read_csv"]
+__all__ = ["read_csv", "column_name"]
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -54,3 +55,15 @@ def _first_bad_byte(csv: Path) -> str:
         line = data[:e.start].count(b"\n") + 1
         return f" (line {line}: byte 0x{data[e.start]:02x})"
     return ""
+
+
+def column_name(df: pd.DataFrame, cols: int | str, what: str) -> str:
+    """The name of column `cols` (an index or a name), with an error that lists the real columns."""
+    names = list(df.columns)
+    if isinstance(cols, (int, np.integer)):
+        if not -len(names) <= cols < len(names):
+            raise KeyError(f"The table has {len(names)} columns {names}; there is no column {cols} for the {what}.")
+        return names[cols]
+    if cols not in names:
+        raise KeyError(f"No column {cols!r} for the {what}; the columns are {names}.")
+    return cols

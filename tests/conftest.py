@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+from http_server import LocalServer  # noqa: E402
+from imdb import make_imdb_like  # noqa: E402
 from PIL import Image  # noqa: E402
 
 # One intra-op thread: on a small shared CPU, oneDNN with 2 threads spends seconds warming up
@@ -43,6 +45,12 @@ N_PLANET = 24
 # The single-label fixture: solid colours (plus a little noise), one folder per class.
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 210)}
 N_TRAIN_PER_CLASS, N_VALID_PER_CLASS = 6, 2
+
+
+@pytest.fixture(autouse=True)
+def _token_cache_in_tmp(tmp_path, monkeypatch):
+    """Every test tokenizes into its own cache folder: no test reads another's (or the user's) cached tokens."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(autouse=True)
@@ -194,3 +202,18 @@ def camvid_data(camvid_path):
     return (camvid_src(camvid_path).transform(get_transforms(), size=32, tfm_y=True)
             .databunch(bs=2, num_workers=0, device=torch.device("cpu"))
             .normalize(imagenet_stats))
+
+
+@pytest.fixture
+def server():
+    """A LocalServer (tests/http_server.py) on 127.0.0.1 running for the test: the download tests' network."""
+    srv = LocalServer()
+    srv.thread.start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def imdb_path(tmp_path) -> Path:
+    """A tiny IMDB-like folder (tests/imdb.py) in the lesson's layout."""
+    return make_imdb_like(tmp_path / "imdb")

@@ -11,7 +11,7 @@ from conftest import camvid_src
 from PIL import Image
 
 from course_utils.vision import ImageList, PointsItemList, get_transforms, imagenet_stats
-from course_utils.vision.cache import ImageCache, image_cache
+from course_utils.vision.cache import ImageCache
 
 TFMS = get_transforms(flip_vert=True, max_lighting=0.1, max_zoom=1.05, max_warp=0.0)
 
@@ -29,7 +29,7 @@ def _assert_same(a, b) -> None:
 def test_cached_items_equal_decoded_items_exactly_cold_and_warm(planet_src):
     plain = planet_src.transform(TFMS, size=24)
     cached = planet_src.transform(TFMS, size=24, cache=True)
-    cache = image_cache(cached.train.x, 24, None)
+    cache = cached.train.x.image_cache(24, None)
     expected = _items(plain.train)
     _assert_same(_items(cached.train), expected)  # cold: fills the cache
     assert cache.n_filled() == len(cache) == len(plain.train)
@@ -41,10 +41,10 @@ def test_a_later_stage_of_the_same_size_reuses_the_cache_and_a_new_size_gets_its
     first = planet_src.transform(TFMS, size=24, cache=True)
     _items(first.train)
     again = planet_src.transform(TFMS, size=24, cache=True)
-    assert image_cache(again.train.x, 24, None) is image_cache(first.train.x, 24, None)
-    assert image_cache(again.train.x, 24, None).n_filled() == len(first.train)
+    assert again.train.x.image_cache(24, None) is first.train.x.image_cache(24, None)
+    assert again.train.x.image_cache(24, None).n_filled() == len(first.train)
     bigger = planet_src.transform(TFMS, size=32, cache=True)
-    assert image_cache(bigger.train.x, 32, None).shapes.tolist() == [[32, 32]] * len(first.train)
+    assert bigger.train.x.image_cache(32, None).shapes.tolist() == [[32, 32]] * len(first.train)
 
 
 def test_a_changed_file_is_decoded_again(planet_path, tmp_path):
@@ -68,8 +68,8 @@ def test_workers_fill_the_cache_the_main_process_sees(planet_src):
     for dl in (data.train_dl, data.valid_dl):
         for _ in dl:
             pass
-    assert image_cache(data.train_ds.x, 24, None).n_filled() == len(data.train_dl) * 4  # the short batch is dropped
-    assert image_cache(data.valid_ds.x, 24, None).n_filled() == len(data.valid_ds)
+    assert data.train_ds.x.image_cache(24, None).n_filled() == len(data.train_dl) * 4  # the short batch is dropped
+    assert data.valid_ds.x.image_cache(24, None).n_filled() == len(data.valid_ds)
     for (xa, ya), (xb, yb) in zip(data.valid_dl, plain.valid_dl):  # no randomness in validation: equal batches
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 

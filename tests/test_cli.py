@@ -9,11 +9,11 @@ import pytest
 
 from course_utils.__main__ import main
 from course_utils.download import DATASETS, Dataset, Source
-from test_download import TOY, server  # noqa: F401  (the local HTTP server fixture)
+from http_server import TOY
 
 
 @pytest.fixture
-def toy_entry(server, monkeypatch):  # noqa: F811
+def toy_entry(server, monkeypatch):
     """A registry entry `toy` whose archive the local server serves."""
     url = server.serve("toy.tgz", TOY)
     monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(url),), folder="toy", expect=("hello.txt",)))
@@ -24,7 +24,7 @@ def status_line(out: str, name: str) -> str:
     return next(line for line in out.splitlines() if line.startswith(name + " "))
 
 
-def test_download_installs_once_and_datasets_shows_the_status(toy_entry, server, tmp_path, capsys):  # noqa: F811
+def test_download_installs_once_and_datasets_shows_the_status(toy_entry, server, tmp_path, capsys):
     dest = tmp_path / "data"
     assert main(["datasets", "--dest", str(dest)]) == 0
     assert status_line(capsys.readouterr().out, "toy").split() == ["toy", "absent", str(dest / "toy")]
@@ -49,7 +49,7 @@ def test_a_partial_download_shows_as_partial(toy_entry, tmp_path, capsys):
     assert status_line(capsys.readouterr().out, "toy").split()[:2] == ["toy", "partial"]
 
 
-def test_a_failure_prints_one_clear_message_and_exits_1(server, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_a_failure_prints_one_clear_message_and_exits_1(server, tmp_path, monkeypatch, capsys):
     url = server.url("gone.tgz")
     monkeypatch.setitem(DATASETS, "gone", Dataset(sources=(Source(url),), folder="gone", expect=("x",)))
     assert main(["download", "gone", "--dest", str(tmp_path)]) == 1

@@ -368,3 +368,13 @@ def test_numpy_string_classes_become_plain_strings_so_exports_load_safely():
 
     y = CategoryList([0, 1], np.array(["cat", "dog"]))
     assert y.classes == ["cat", "dog"] and all(type(c) is str for c in y.classes)
+
+
+def test_label_from_re_labels_with_the_first_group_and_names_a_file_it_cannot_label(colour_path):
+    src = ImageList.from_folder(colour_path, extensions=[".png"]).split_by_folder()
+    labelled = src.label_from_re(r"/([a-z]+)_\d+\.png$")
+    assert labelled.train.y.classes == sorted(COLOURS)
+    assert all(labelled.train.y.label_str(labelled.train.y.get(i)) == Path(p).parent.name
+               for i, p in enumerate(labelled.train.x.items))
+    with pytest.raises(ValueError, match=r"does not match .*\.png"):
+        src.label_from_re(r"/(\d+)_[a-z]+\.png$")

@@ -179,7 +179,7 @@ def test_to_distributed_outside_torchrun_says_how_to_launch(tiny_learner, monkey
 
 
 def test_text_data_is_refused_before_any_process_waits(tmp_path, monkeypatch):
-    from test_text_data import lm_data, make_imdb_like
+    from imdb import lm_data, make_imdb_like
 
     from course_utils.text import AWD_LSTM, language_model_learner
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))

@@ -1,23 +1,20 @@
 """Downloads resume, retry, verify and land atomically; get_dataset installs a dataset once.
 
-Everything is served by a real HTTP server on 127.0.0.1 started here (scripted to drop connections,
+Everything is served by a real HTTP server on 127.0.0.1 (tests/http_server.py, scripted to drop connections,
 ignore Range, stall, fail or send wrong bytes); nothing reaches the internet, and no test sleeps
 for its backoff (the sleep function is injected).
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
-import tarfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_server import STALL_LIMIT, TOY, toy_archive
 
 from course_utils.config import data_dir
 from course_utils.download import (DATASETS, ChecksumError, Dataset, DatasetError, DownloadError, Source,
@@ -28,85 +25,6 @@ PAYLOAD = bytes(range(256)) * 1200  # 300 KB: several reads, still instant
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class LocalServer:
-    """An HTTP server on 127.0.0.1 serving `files` (name -> bytes) with Range and If-Range support.
-
-    `plans[name]` scripts the next requests for that file, one step each: "ok", "drop:N" (send the
-    headers and N bytes, then hang up), "whole" (ignore Range), "status:N" (answer HTTP N), "stall:S"
-    (say nothing for S seconds). `requests` records (name, Range, If-Range) of every request."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.etags: dict[str, str] = {}
-        self.plans: dict[str, list[str]] = {}
-        self.requests: list[tuple[str, str | None, str | None]] = []
-        self.httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
-
-    def serve(self, name: str, data: bytes, etag: str = '"v1"') -> str:
-        self.files[name], self.etags[name] = data, etag
-        return self.url(name)
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request, client_address):
-        pass  # the client hanging up on a stalled or dropped reply is part of the tests
-
-
-def _handler(server: LocalServer):
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            name = self.path.lstrip("/")
-            server.requests.append((name, self.headers.get("Range"), self.headers.get("If-Range")))
-            plan = server.plans.get(name) or []
-            step, _, arg = (plan.pop(0) if plan else "ok").partition(":")
-            if step == "stall":
-                time.sleep(float(arg))
-                return
-            if step == "status":
-                return self.send_error(int(arg))
-            if name not in server.files:
-                return self.send_error(404)
-            data, etag = server.files[name], server.etags[name]
-            start = self._range_start(etag) if step != "whole" else 0
-            if start >= len(data) > 0:
-                return self.send_error(416)
-            body = data[start:]
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", etag)
-            self.end_headers()
-            self.wfile.write(body[:int(arg)] if step == "drop" else body)
-
-        def _range_start(self, etag: str) -> int:
-            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-            if_range = self.headers.get("If-Range")
-            return int(match.group(1)) if match and if_range in (None, etag) else 0
-
-        def log_message(self, *args):
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def server():
-    """A LocalServer running for the test."""
-    srv = LocalServer()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
 
 
 @pytest.fixture
@@ -203,8 +121,10 @@ def test_when_nothing_arrives_it_says_to_check_the_connection(tmp_path, delays):
 
 def test_a_stalled_server_times_out_and_is_retried(server, tmp_path, delays):
     url = server.serve("data.bin", PAYLOAD)
-    server.plans["data.bin"] = ["stall:1"]
-    assert fetch(url, tmp_path / "data.bin", delays, timeout=0.2).read_bytes() == PAYLOAD
+    server.plans["data.bin"] = ["stall"]  # it never answers: only the timeout ends the wait
+    start = time.monotonic()
+    assert fetch(url, tmp_path / "data.bin", delays, timeout=0.1).read_bytes() == PAYLOAD
+    assert time.monotonic() - start < STALL_LIMIT / 2
     assert delays == [0.5]
 
 
@@ -265,20 +185,6 @@ def test_tiny_mode_returns_the_bundled_copy(monkeypatch):
         get_dataset("wt103", "tiny")
     with pytest.raises(KeyError, match="Unknown dataset 'planets'"):
         get_dataset("planets", "tiny")
-
-
-def toy_archive(files: dict[str, bytes]) -> bytes:
-    """A .tgz holding `files` (name -> bytes)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-TOY = toy_archive({"toy/hello.txt": b"hello", "toy/sub/x.txt": b"x"})
 
 
 @pytest.fixture

@@ -9,11 +9,6 @@ from kinds import KINDS, make_learner
 from course_utils.learner import load_learner
 
 
-@pytest.fixture(autouse=True)
-def _token_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-
-
 def _same(a, b):
     if isinstance(a, torch.Tensor):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

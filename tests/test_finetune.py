@@ -12,11 +12,6 @@ from course_utils.serve.feedback import FeedbackStore
 from course_utils.serve.predictor import Predictor
 
 
-@pytest.fixture(autouse=True)
-def _token_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-
-
 def wrong_answers(export, items, feedback, kind):
     """Store a correction for each item that differs from the model's answer (as the web app does)."""
     predictor, store = Predictor(export), FeedbackStore(feedback)

@@ -1,6 +1,8 @@
 """Interpretation (top losses, confusion matrix, per-class table), threshold tuning and the submission writer."""
 from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -106,6 +108,8 @@ def test_top_losses_are_sorted_and_match_the_per_item_loss(planet_learner):
     assert losses[0] == pytest.approx(float(expected), rel=1e-5)
     assert len(interp.top_losses(3)[0]) == 3
     assert interp.plot_top_losses(4) is None, "a returned figure is drawn twice in Jupyter"
+    shown = [ax for ax in plt.gcf().axes if ax.images]
+    assert len(shown) == 4 and shown[0].get_title().endswith(f"loss {float(losses[0]):.2f}")  # worst first
 
 
 def test_per_class_table_counts_support_and_refuses_single_label_data(planet_learner, tiny_learner):
@@ -125,6 +129,9 @@ def test_confusion_matrix_counts_every_validation_item(tiny_learner):
     assert cm.trace() == int((preds.argmax(1) == targs).sum())
     assert all(a != p for a, p, _ in interp.most_confused())
     assert interp.plot_confusion_matrix() is None
+    ax = plt.gcf().axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), cm.numpy())
+    assert sorted(int(t.get_text()) for t in ax.texts) == sorted(cm.flatten().tolist())
 
 
 def test_submission_has_kaggle_columns_and_one_row_per_test_image(planet_learner, planet_path, tmp_path):

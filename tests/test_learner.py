@@ -16,7 +16,7 @@ from PIL import Image
 
 from course_utils.callbacks import Callback, OneCycleScheduler, stop_improving, suggest_lr
 from course_utils.learner import Learner, load_learner, lr_range
-from course_utils.metrics import accuracy
+from course_utils.metrics import accuracy, accuracy_thresh, fbeta
 from course_utils.vision import ImageList, cnn_learner, imagenet_stats, models
 
 BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -312,7 +312,13 @@ def test_suggest_lr_on_a_flat_curve_is_a_tenth_of_where_it_starts_to_climb():
 
 def test_recorder_plot_without_suggestion_returns_none(tiny_learner):
     tiny_learner.lr_find(num_it=30)
-    assert tiny_learner.recorder.plot() is None
+    rec = tiny_learner.recorder
+    assert rec.plot() is None
+    ax = plt.gcf().axes[0]
+    (line,) = ax.lines  # the curve alone, no suggestion marked
+    assert ax.get_xscale() == "log"
+    np.testing.assert_allclose(line.get_xdata(), rec.lrs[10:-5])  # the first 10 and last 5 batches left out
+    np.testing.assert_allclose(line.get_ydata(), rec.smooth_losses[10:-5])
 
 
 # --- save / load -----------------------------------------------------------------------------------------
@@ -521,15 +527,36 @@ def test_predict_on_a_pil_image_leaves_the_image_usable(tiny_learner):
     torch.testing.assert_close(tiny_learner.predict(img)[2], first)
 
 
-def test_recorder_plots_draw_one_figure_each_and_return_nothing(tiny_learner):
+def test_recorder_plots_draw_one_figure_each_of_what_it_recorded_and_return_nothing(tiny_learner):
     """A returned figure would be drawn twice in Jupyter: once as the open figure, once as the cell's value."""
-    tiny_learner.fit_one_cycle(1, 1e-2)
+    tiny_learner.fit_one_cycle(2, 1e-2)
+    rec = tiny_learner.recorder
     plt.close("all")
-    assert tiny_learner.recorder.plot_losses() is None
-    assert len(plt.get_fignums()) == 1 and len(plt.gcf().axes) == 1
-    assert tiny_learner.recorder.plot_lr(show_moms=True) is None
-    assert len(plt.get_fignums()) == 2 and len(plt.gcf().axes) == 2
+    assert rec.plot_losses() is None
+    assert len(plt.get_fignums()) == 1
+    train, valid = plt.gcf().axes[0].lines
+    np.testing.assert_allclose(train.get_ydata(), rec.losses)
+    np.testing.assert_allclose(valid.get_xdata(), rec.nb_batches)  # one point per epoch, at its last batch
+    np.testing.assert_allclose(valid.get_ydata(), rec.val_losses)
+    assert rec.plot_lr(show_moms=True) is None
+    assert len(plt.get_fignums()) == 2
+    lr_ax, mom_ax = plt.gcf().axes
+    np.testing.assert_allclose(lr_ax.lines[0].get_ydata(), rec.lrs)
+    np.testing.assert_allclose(mom_ax.lines[0].get_ydata(), rec.moms)
+    assert max(rec.lrs) == pytest.approx(1e-2) and rec.moms[0] == pytest.approx(0.95)  # the one-cycle shapes
     plt.close("all")
+
+
+def test_recorder_plot_metrics_draws_each_metric_per_epoch(planet_data, tmp_path):
+    learn = cnn_learner(planet_data, models.resnet18, pretrained=False, metrics=[accuracy_thresh, fbeta], path=tmp_path)
+    learn.fit(2, 1e-3)
+    rec = learn.recorder
+    assert rec.plot_metrics() is None
+    axes = plt.gcf().axes
+    assert [ax.get_title() for ax in axes] == list(rec.metric_names) == ["accuracy_thresh", "fbeta"]
+    for i, ax in enumerate(axes):
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), [m[i] for m in rec.metrics])
+        assert len(ax.lines[0].get_ydata()) == 2
 
 
 def test_fit_with_weight_decay_sets_it_on_every_group(planet_learner):

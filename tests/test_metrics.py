@@ -53,7 +53,8 @@ FBETA_EXPECTED = (10 / 11 + 0 + 5 / 14) / 3  # = 65/154
 def test_fbeta_is_per_sample_f2_averaged_over_samples():
     got = fbeta(FBETA_PROBS, FBETA_TARGS, thresh=0.2, sigmoid=False).item()
     assert got == pytest.approx(FBETA_EXPECTED, rel=1e-6)
-    assert FBETA_EXPECTED == pytest.approx(65 / 154)
+    each = [fbeta(FBETA_PROBS[i:i + 1], FBETA_TARGS[i:i + 1], thresh=0.2, sigmoid=False).item() for i in range(3)]
+    assert each == pytest.approx([10 / 11, 0, 5 / 14], rel=1e-6)
 
 
 def test_fbeta_applies_the_sigmoid_to_logits_by_default():
@@ -62,13 +63,12 @@ def test_fbeta_applies_the_sigmoid_to_logits_by_default():
 
 
 def test_fbeta_is_not_the_pooled_f2():
-    """Kaggle's Planet score averages per-sample F2; pooling all pairs would give 15/29 = 0.517 here."""
-    pooled_tp, pooled_p, pooled_t = 3, 5, 6
-    p, r = pooled_tp / pooled_p, pooled_tp / pooled_t
-    pooled = 5 * p * r / (4 * p + r)
-    assert pooled == pytest.approx(15 / 29)
+    """Kaggle's Planet score averages per-sample F2; pooling all pairs (tp 3 of 5 predicted and 6 true: P 3/5,
+    R 1/2) would give 15/29 = 0.517 here, which is what fbeta scores when all the pairs are one sample."""
+    pooled = fbeta(FBETA_PROBS.reshape(1, -1), FBETA_TARGS.reshape(1, -1), sigmoid=False).item()
+    assert pooled == pytest.approx(15 / 29, rel=1e-6)
     got = fbeta(FBETA_PROBS, FBETA_TARGS, sigmoid=False).item()
-    assert got != pytest.approx(pooled, rel=1e-3)
+    assert got == pytest.approx(65 / 154, rel=1e-6) and got != pytest.approx(pooled, rel=1e-3)
 
 
 def test_fbeta_with_beta_one_is_f1():

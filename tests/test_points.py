@@ -13,7 +13,7 @@ from PIL import Image
 from course_utils.learner import Learner, load_learner
 from course_utils.metrics import mse
 from course_utils.vision import PointsItemList, cnn_learner, get_transforms, imagenet_stats, models
-from course_utils.vision.data import PointsLabelList, points_to_unit, unit_to_points
+from course_utils.vision.points import PointsLabelList, points_to_unit, unit_to_points
 
 H, W = 40, 56  # source images: not square, so a swapped row/col shows up
 

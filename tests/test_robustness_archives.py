@@ -11,8 +11,6 @@ import pytest
 
 import course_utils.download as download
 from course_utils.download import DatasetError, DownloadError, extract_archive, download_url
-from test_download import LocalServer  # noqa: F401  (the local HTTP server of the download tests)
-from test_download import server  # noqa: F401  (its fixture)
 
 ZEROS = b"\0" * (8 << 20)  # 8 MB that deflate to ~8 KB: a ratio of ~1000, like the trial's 1 MB -> 1.1 GB
 

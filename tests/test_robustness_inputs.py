@@ -15,11 +15,6 @@ from course_utils.vision import ImageList, PointsItemList, open_mask
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _token_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-
-
 # --- image files ----------------------------------------------------------------------------------
 def test_check_reports_a_truncated_jpeg_with_the_other_broken_files(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "good.png")

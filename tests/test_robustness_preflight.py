@@ -12,7 +12,6 @@ from PIL import Image
 
 from course_utils.vision import (ImageList, PointsItemList, SegmentationItemList, cnn_learner, get_transforms,
                                  imagenet_stats, models)
-from course_utils.vision.cache import image_cache
 from course_utils.vision.image import open_image
 
 CPU = torch.device("cpu")
@@ -89,7 +88,7 @@ def test_predict_on_a_truncated_jpeg_names_the_file(tmp_path):
 def test_the_check_fills_the_decode_cache(tmp_path):
     root = _tagged_images(tmp_path)
     data = _data(root, cache=True)
-    cache = image_cache(data.train_ds.x, 32, None)
+    cache = data.train_ds.x.image_cache(32, None)
     assert cache.n_filled() == len(data.train_ds), "the check's decoding is not wasted: later epochs reuse it"
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from course_utils.learner import Metric, load_learner
 from course_utils.metrics import masked_accuracy
 from course_utils.vision import SegmentationItemList, get_transforms, imagenet_stats, open_mask, unet_learner
-from course_utils.vision.data import PixelCrossEntropy, SegmentationLabelList
+from course_utils.vision.segmentation import PixelCrossEntropy, SegmentationLabelList
 
 VOID = SEG_CODES.index("Void")
 

@@ -30,11 +30,6 @@ def exports(tmp_path_factory):
     return res
 
 
-@pytest.fixture(autouse=True)
-def _token_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-
-
 def client(exports, kind, tmp_path, **kwargs):
     return TestClient(create_app(exports[kind][0], tmp_path / "fb", **kwargs))
 

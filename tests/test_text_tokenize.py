@@ -10,11 +10,6 @@ from course_utils.text.tokenize import (BOS, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP
                                         Vocab)
 
 
-@pytest.fixture(autouse=True)
-def _token_cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def tok():
     return Tokenizer(cache=False)

@@ -18,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data_block import CategoryList, MultiCategoryList
 from ..learner import Learner, load_learner
-from ..vision.data import _MASK_COLOURS, PointsLabelList, SegmentationLabelList
+from ..vision.points import PointsLabelList
+from ..vision.segmentation import MASK_COLOURS, SegmentationLabelList
 
 __all__ = ["KINDS", "BadInput", "Predictor", "model_kind"]
 
@@ -137,7 +138,7 @@ class Predictor:
         in the same pixels, both as base64 PNGs, with the share of pixels of each class present."""
         seen = self.learn.data.denorm(self.learn.data.one_item(img))[0].clamp(0, 1)
         ids = mask[0].numpy()
-        colours = (_MASK_COLOURS[ids % len(_MASK_COLOURS)] * 255).astype(np.uint8)  # as in show_mask
+        colours = (MASK_COLOURS[ids % len(MASK_COLOURS)] * 255).astype(np.uint8)  # as in show_mask
         counts = np.bincount(ids.ravel(), minlength=len(self.classes))
         legend = [{"label": self.classes[i], "share": round(float(counts[i] / ids.size), 4),
                    "colour": "#%02x%02x%02x" % tuple(colours[ids == i][0])}

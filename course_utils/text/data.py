@@ -20,9 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data_block import (DataBunch, DeviceDataLoader, ItemList, ItemLists, LabelList, LabelLists, TargetList,
-                          _column)
-from ..tables import read_csv
+from ..data_block import DataBunch, DeviceDataLoader, ItemList, ItemLists, LabelList, LabelLists, TargetList
+from ..tables import column_name, read_csv
 from .tokenize import Tokenizer, Vocab
 
 __all__ = ["TextList", "TextItemLists", "TextLabelLists", "LMLabelList", "CrossEntropyFlat", "TextLMDataBunch",
@@ -48,7 +47,7 @@ class TextList(ItemList):
     def from_df(cls, df: pd.DataFrame, path: str | Path = ".", cols: int | str = "text", vocab: Vocab | None = None,
                 **kwargs) -> "TextList":
         """The texts in column `cols` of `df` (the labels stay in `inner_df` for `label_from_df`)."""
-        col = _column(df, cols, "text")
+        col = column_name(df, cols, "text")
         bad = np.flatnonzero(df[col].isna().to_numpy())
         if len(bad):
             raise ValueError(f"Column {col!r} has no text in row {int(bad[0]) + 2} of the CSV; remove or fill that row.")

@@ -136,23 +136,23 @@ def _arch_check(arch) -> None:
         raise ValueError(f"Only AWD_LSTM is available as a text architecture, not {arch!r}.")
 
 
-def language_model_learner(data: TextLMDataBunch, arch=AWD_LSTM, config: dict | None = None, drop_mult: float = 1.0,
-                           pretrained: bool = True, pretrained_fnames: tuple[Path, Path] | None = None,
-                           metrics=None, **kwargs) -> LanguageLearner:
+def language_model_learner(data: TextLMDataBunch, arch: type, *, pretrained: bool = True, metrics=None,
+                           wd: float = 1e-2, config: dict | None = None, drop_mult: float = 1.0,
+                           pretrained_fnames: tuple[Path, Path] | None = None, **kwargs) -> LanguageLearner:
     """An AWD-LSTM language model for `data` (lesson 3: `drop_mult=0.3`). With `pretrained`, it starts from the
     WikiText-103 model (downloaded once), its embedding remapped to our vocabulary, and is frozen to the
     last layer group (the embedding and decoder)."""
     _arch_check(arch)
     model = get_language_model(len(data.vocab), config, drop_mult)
     return _awd_lstm_learner(LanguageLearner, data, model, lm_layer_groups(model), pretrained, pretrained_fnames,
-                             metrics, **kwargs)
+                             metrics, wd=wd, **kwargs)
 
 
-def text_classifier_learner(data: TextClasDataBunch, arch=AWD_LSTM, config: dict | None = None,
-                            drop_mult: float = 1.0, pretrained: bool = True,
+def text_classifier_learner(data: TextClasDataBunch, arch: type, *, pretrained: bool = True, metrics=None,
+                            wd: float = 1e-2, config: dict | None = None, drop_mult: float = 1.0,
                             pretrained_fnames: tuple[Path, Path] | None = None, bptt: int = 70,
-                            max_len: int = 20 * 70, lin_ftrs: list[int] | None = None, ps: list[float] | None = None,
-                            metrics=None, **kwargs) -> RNNLearner:
+                            max_len: int = 20 * 70, lin_ftrs: list[int] | None = None,
+                            ps: float | list[float] | None = None, **kwargs) -> RNNLearner:
     """An AWD-LSTM classifier for `data` (lesson 3: `drop_mult=0.5`), read `bptt` tokens at a time, with the
     concat-pooling head. Load the fine-tuned language model's encoder with `load_encoder`."""
     _arch_check(arch)
@@ -161,7 +161,7 @@ def text_classifier_learner(data: TextClasDataBunch, arch=AWD_LSTM, config: dict
             "max_len": max_len, "lin_ftrs": lin_ftrs, "ps": ps}
     model = text_classifier_model(spec)
     return _awd_lstm_learner(RNNLearner, data, model, clas_layer_groups(model), pretrained, pretrained_fnames,
-                             metrics, model_spec=spec, **kwargs)
+                             metrics, wd=wd, model_spec=spec, **kwargs)
 
 
 def _awd_lstm_learner(cls: type, data, model, layer_groups, pretrained: bool, pretrained_fnames, metrics,

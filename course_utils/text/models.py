@@ -203,11 +203,14 @@ def get_language_model(vocab_sz: int, config: dict | None = None, drop_mult: flo
 
 def get_text_classifier(vocab_sz: int, n_class: int, config: dict | None = None, drop_mult: float = 1.0,
                         bptt: int = 70, max_len: int = 20 * 70, lin_ftrs: list[int] | None = None,
-                        ps: list[float] | None = None) -> SequentialRNN:
-    """AWD-LSTM read in `bptt` pieces + the concat-pooling head (3*emb_sz -> 50 -> n_class)."""
+                        ps: float | list[float] | None = None) -> SequentialRNN:
+    """AWD-LSTM read in `bptt` pieces + the concat-pooling head (3*emb_sz -> 50 -> n_class). `ps` are the
+    dropouts before the head's later linear layers (one value: the same for each); the first is the config's
+    `output_p`."""
     cfg = _config(awd_lstm_clas_config, config, drop_mult)
     output_p = cfg.pop("output_p")
-    lin_ftrs, ps = lin_ftrs or [50], ps or [0.1]
+    lin_ftrs = lin_ftrs or [50]
+    ps = [ps] * len(lin_ftrs) if isinstance(ps, (int, float)) else ps or [0.1]
     encoder = MultiBatchEncoder(bptt, max_len, AWD_LSTM(vocab_sz, **cfg), pad_idx=cfg["pad_token"])
     head = PoolingLinearClassifier([3 * cfg["emb_sz"]] + lin_ftrs + [n_class], [output_p] + ps)
     return SequentialRNN(encoder, head)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..persist import atomic_write
+
 __all__ = ["UNK", "PAD", "BOS", "EOS", "FLD", "TK_MAJ", "TK_UP", "TK_REP", "TK_WREP", "SPECIAL_TOKENS",
            "fix_html", "replace_rep", "replace_wrep", "spec_add_spaces", "rm_useless_spaces",
            "replace_all_caps", "deal_caps", "Tokenizer", "Vocab", "token_cache_dir"]
@@ -222,12 +224,10 @@ def _write_tokens(tokens: list[list[str]], f: Path) -> None:
     index: dict[str, int] = {}
     ids = np.fromiter((index.setdefault(w, len(index)) for toks in tokens for w in toks), dtype=np.int32)
     encoded = [w.encode("utf-8", "surrogatepass") for w in index]
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, words=np.frombuffer(b"".join(encoded), dtype=np.uint8),
-                        word_lens=np.array([len(b) for b in encoded], dtype=np.int64), ids=ids,
-                        lens=np.array([len(toks) for toks in tokens], dtype=np.int64))
-    os.replace(tmp, f)
+    atomic_write(f, lambda fh: np.savez_compressed(
+        fh, words=np.frombuffer(b"".join(encoded), dtype=np.uint8),
+        word_lens=np.array([len(b) for b in encoded], dtype=np.int64), ids=ids,
+        lens=np.array([len(toks) for toks in tokens], dtype=np.int64)))
 
 
 def _read_tokens(f: Path) -> list[list[str]]:

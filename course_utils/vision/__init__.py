@@ -1,8 +1,9 @@
 """Vision: image items, transforms and CNN learners (lesson 3's planet, camvid and head-pose)."""
 from .biwi import biwi_center
 from .boxes import ObjectItemList, bb_pad_collate, get_annotations, show_boxes
-from .data import ImageList, PointsItemList, imagenet_stats, show_points
-from .data import SegmentationItemList, open_mask, show_mask
+from .data import ImageList, imagenet_stats
+from .points import PointsItemList, show_points
+from .segmentation import SegmentationItemList, open_mask, show_mask
 from .image import open_image, show_image
 from .models import cnn_learner, models
 from .transforms import ResizeMethod, get_transforms

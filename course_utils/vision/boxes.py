@@ -182,6 +182,12 @@ class ObjectCategoryList(TargetList):
         boxes, ids = self.items[i]
         return boxes.clone(), ids.clone()
 
+    def check_target(self, img, y, tfm_y: bool) -> None:
+        """Boxes must move with their image."""
+        if not tfm_y:
+            raise ValueError("Bounding boxes must move with their image: pass tfm_y=True to transform(), e.g. "
+                             ".transform(get_transforms(), tfm_y=True).")
+
     def transform_target(self, y, plan: TransformPlan):
         """Move the boxes with the image (`move_boxes`): [-1, 1] coordinates, boxes out of view dropped."""
         boxes, ids = y
@@ -243,11 +249,6 @@ class ObjectItemList(ImageList):
 
     def _label_cls(self, labels, kwargs) -> type:
         return ObjectCategoryList
-
-    def _check_target(self, img, y, y_list: TargetList, tfm_y: bool) -> None:
-        if y is not None and isinstance(y_list, ObjectCategoryList) and not tfm_y:
-            raise ValueError("Bounding boxes must move with their image: pass tfm_y=True to transform(), e.g. "
-                             ".transform(get_transforms(), tfm_y=True).")
 
     def show_xys(self, xs, ys, y_list: TargetList, rows: int = 3, figsize: tuple | None = None, **kwargs) -> None:
         """A rows x rows grid of images with their boxes drawn and named (padding boxes are not drawn)."""

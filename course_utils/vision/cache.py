@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import data_dir
+from ..persist import atomic_write
 from .image import image_size
 from .transforms import sample_plan
 
-__all__ = ["ImageCache", "image_cache", "MEMORY_LIMIT"]
+__all__ = ["ImageCache", "MEMORY_LIMIT"]
 
 MEMORY_LIMIT = 512 * 2**20  # bytes of pixels kept in RAM; a bigger cache is a file in the data folder
 _FORMAT = 1  # bump when the file layout changes, so old cache files are never misread
@@ -88,11 +89,8 @@ class ImageCache:
 
     def _map_file(self, total: int) -> np.memmap:
         if not self.file.exists() or self.file.stat().st_size != total:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                f.truncate(total)  # sparse: zeros, no disk written until filled
-            os.replace(tmp, self.file)  # atomic: another process never maps a half-made file
+            # sparse: zeros, no disk written until filled; atomic: another process never maps a half-made file
+            atomic_write(self.file, lambda fh: fh.truncate(total))
         return np.memmap(self.file, dtype=np.uint8, mode="r+", shape=(total,))
 
     def __getstate__(self) -> dict:
@@ -138,18 +136,3 @@ class ImageCache:
             self.stamps[i] = stamp
             self.filled[i] = 1
         return arr
-
-
-def image_cache(item_list, size, resize_method: str | None) -> ImageCache:
-    """The cache of `item_list`'s images at this size, made on first use.
-
-    Kept on the ItemList (split copies of a list share it only while they share its items), so every
-    DataBunch, `lr_find` and stage built from the same split reuses it."""
-    memo = item_list.__dict__.get("_image_caches")
-    if memo is None or memo[0] is not item_list.items:
-        memo = (item_list.items, {})
-        item_list.__dict__["_image_caches"] = memo
-    key = (repr(size), resize_method)
-    if key not in memo[1]:
-        memo[1][key] = ImageCache(item_list.items, size, resize_method)
-    return memo[1][key]

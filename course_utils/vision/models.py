@@ -74,11 +74,18 @@ def create_body(model: nn.Module, cut: int | None = None) -> nn.Sequential:
     return nn.Sequential(*children)
 
 
-def create_head(nf: int, n_out: int, lin_ftrs: int = 512, ps: float = 0.5, bn_final: bool = False) -> nn.Sequential:
-    """Lesson 3's head: concat pooling -> BN -> dropout(ps/2) -> linear -> ReLU -> BN -> dropout(ps) -> linear."""
-    layers = [AdaptiveConcatPool2d(), nn.Flatten(),
-              nn.BatchNorm1d(2 * nf), nn.Dropout(ps / 2), nn.Linear(2 * nf, lin_ftrs), nn.ReLU(inplace=True),
-              nn.BatchNorm1d(lin_ftrs), nn.Dropout(ps), nn.Linear(lin_ftrs, n_out)]
+def create_head(nf: int, n_out: int, lin_ftrs: list[int] | None = None, ps: float | list[float] = 0.5,
+                bn_final: bool = False) -> nn.Sequential:
+    """Lesson 3's head: concat pooling, then per hidden size in `lin_ftrs` (default [512]) BN -> dropout -> linear
+    -> ReLU, and BN -> dropout -> linear to the outputs. A single `ps` is the last dropout, the ones before it
+    half of it (the lesson's 0.25 and 0.5); a list gives one per linear layer."""
+    sizes = [2 * nf, *(lin_ftrs or [512]), n_out]
+    drops = head_dropouts(ps, len(sizes) - 1)
+    layers = [AdaptiveConcatPool2d(), nn.Flatten()]
+    for i, (n_in, n_next, p) in enumerate(zip(sizes[:-1], sizes[1:], drops)):
+        layers += [nn.BatchNorm1d(n_in), nn.Dropout(p), nn.Linear(n_in, n_next)]
+        if i < len(drops) - 1:
+            layers.append(nn.ReLU(inplace=True))
     if bn_final:
         layers.append(nn.BatchNorm1d(n_out, momentum=0.01))
     head = nn.Sequential(*layers)
@@ -87,6 +94,16 @@ def create_head(nf: int, n_out: int, lin_ftrs: int = 512, ps: float = 0.5, bn_fi
             nn.init.kaiming_normal_(m.weight)
             nn.init.zeros_(m.bias)
     return head
+
+
+def head_dropouts(ps: float | list[float], n: int) -> list[float]:
+    """One dropout per linear layer of a head of `n`: a list as given (it must have n entries), a single value for
+    the last layer and half of it for the others."""
+    if isinstance(ps, (int, float)):
+        return [ps / 2] * (n - 1) + [ps]
+    if len(ps) != n:
+        raise ValueError(f"ps lists {len(ps)} dropout(s) but the head has {n} linear layers (one more than lin_ftrs).")
+    return list(ps)
 
 
 def zero_last_linear(head: nn.Module) -> None:
@@ -115,20 +132,35 @@ def num_features(body: nn.Module) -> int:
 def cnn_model(spec: dict) -> nn.Sequential:
     """Body + head from a spec (arch name, outputs, head settings); what `load_learner` rebuilds."""
     body = create_body(load_arch(spec["arch"], spec.get("pretrained", False)), spec.get("cut"))
-    head = create_head(num_features(body), spec["n_out"], spec["lin_ftrs"], spec["ps"], spec["bn_final"])
+    lin_ftrs = spec["lin_ftrs"]
+    lin_ftrs = [lin_ftrs] if isinstance(lin_ftrs, int) else lin_ftrs  # exports made before lin_ftrs became a list
+    head = create_head(num_features(body), spec["n_out"], lin_ftrs, spec["ps"], spec["bn_final"])
     return nn.Sequential(body, head)
 
 
 def layer_groups(model: nn.Sequential) -> list[nn.Module]:
     """Three groups as in the lesson: the first 3/4 of the body (ResNet: conv1..layer2), the rest of the body
     (layer3, layer4), and the head. Discriminative learning rates and freezing work on these."""
-    body, head = model[0], model[1]
+    return [*split_body(model[0]), model[1]]
+
+
+def split_body(body: nn.Sequential) -> list[nn.Sequential]:
+    """The first 3/4 of a pretrained body's blocks and the rest: the lesson's two body layer groups."""
     k = round(len(body) * 3 / 4)
-    return [body[:k], body[k:], head]
+    return [body[:k], body[k:]]
 
 
-def cnn_learner(data: DataBunch, arch: Callable | str, pretrained: bool = True, metrics=None, cut: int | None = None,
-                lin_ftrs: int = 512, ps: float | None = None, bn_final: bool = False, **kwargs) -> Learner:
+def arch_name(arch: Callable | str) -> str:
+    """The torchvision name of `arch` (a name or a builder such as `models.resnet34`), refused if unknown."""
+    name = arch if isinstance(arch, str) else arch.__name__
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"{name!r} is not a torchvision classification model; try models.resnet34.")
+    return name
+
+
+def cnn_learner(data: DataBunch, arch: Callable | str, *, pretrained: bool = True, metrics=None, wd: float = 1e-2,
+                cut: int | None = None, lin_ftrs: list[int] | None = None, ps: float | list[float] | None = None,
+                bn_final: bool = False, **kwargs) -> Learner:
     """A Learner for `data` with a torchvision `arch` (e.g. `models.resnet34`) as body and a new head.
 
     With `pretrained=True` the body starts from ImageNet weights and is frozen (only the head trains)
@@ -137,15 +169,12 @@ def cnn_learner(data: DataBunch, arch: Callable | str, pretrained: bool = True, 
     regression = data.train_ds.y.is_regression
     if ps is None:
         ps = 0.0 if regression else 0.5
-    name = arch if isinstance(arch, str) else arch.__name__
-    if name not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(f"{name!r} is not a torchvision classification model; try models.resnet34.")
-    spec = {"builder": "course_utils.vision.models:cnn_model", "arch": name, "n_out": data.c, "cut": cut,
-            "lin_ftrs": lin_ftrs, "ps": ps, "bn_final": bn_final}
+    spec = {"builder": "course_utils.vision.models:cnn_model", "arch": arch_name(arch), "n_out": data.c, "cut": cut,
+            "lin_ftrs": list(lin_ftrs or [512]), "ps": ps, "bn_final": bn_final}
     model = cnn_model({**spec, "pretrained": pretrained})
     if regression:
         zero_last_linear(model[1])
-    learn = Learner(data, model, metrics=metrics, layer_groups=layer_groups(model), model_spec=spec, **kwargs)
+    learn = Learner(data, model, metrics=metrics, wd=wd, layer_groups=layer_groups(model), model_spec=spec, **kwargs)
     if pretrained:
         learn.freeze()
     return learn

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["get_transforms", "ImageTransforms", "TransformPlan", "ResizeMethod", "sample_plan", "dihedral_matrix"]
+__all__ = ["get_transforms", "ImageTransforms", "TransformPlan", "ResizeMethod", "sample_plan", "dihedral_matrix",
+           "pixel_centres", "points_to_unit", "unit_to_points"]
 
 
 class ResizeMethod:
@@ -172,13 +173,9 @@ class TransformPlan:
 
     def apply_points(self, pts: torch.Tensor) -> torch.Tensor:
         """Move points (n, 2) given as (row, col) pixels of the source image to (row, col) pixels of the output."""
-        sh, sw = self.src_size
-        th, tw = self.out_size
-        x = (2 * pts[:, 1].double() + 1) / sw - 1
-        y = (2 * pts[:, 0].double() + 1) / sh - 1
-        q = torch.stack([x, y, torch.ones_like(x)], dim=1) @ torch.from_numpy(np.linalg.inv(self.matrix())).T
-        q = q[:, :2] / q[:, 2:]
-        return torch.stack([((q[:, 1] + 1) * th - 1) / 2, ((q[:, 0] + 1) * tw - 1) / 2], dim=1).float()
+        xy = points_to_unit(pts.double(), self.src_size).flip(-1)  # the matrices work on (x, y)
+        q = torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1) @ torch.from_numpy(np.linalg.inv(self.matrix())).T
+        return unit_to_points((q[:, :2] / q[:, 2:]).flip(-1), self.out_size).float()
 
     def _geometry(self, x: torch.Tensor, mode: str) -> torch.Tensor:
         """The random geometry `aug` on a window-sized image: one resample, mirrored at the edges."""
@@ -189,11 +186,30 @@ class TransformPlan:
         return F.grid_sample(x[None], grid[None], mode=mode, padding_mode="reflection", align_corners=False)[0]
 
 
+# --- the one pixel-centre convention (align_corners=False): pixel i of n covers [i - 0.5, i + 0.5], and -1 and 1 are
+# the image's outer edges, so pixel centre i sits at (2i + 1) / n - 1 ------------------------------------------------
+def pixel_centres(n: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The [-1, 1] coordinates of the centres of n pixels in a row (as `grid_sample` places them)."""
+    return (torch.arange(n, dtype=dtype, device=device) * 2 + 1) / n - 1
+
+
+def points_to_unit(pts: torch.Tensor, size) -> torch.Tensor:
+    """(row, col) pixels of an image of `size` (h, w) -> coordinates in [-1, 1], -1 and 1 being the image's
+    outer edges (pixel centres sit at integers, so pixel 0 covers -0.5 to 0.5)."""
+    hw = pts.new_tensor(tuple(size))
+    return (2 * pts + 1) / hw - 1
+
+
+def unit_to_points(unit: torch.Tensor, size) -> torch.Tensor:
+    """The inverse of `points_to_unit`: [-1, 1] coordinates -> (row, col) pixels of an image of `size` (h, w)."""
+    hw = unit.new_tensor(tuple(size))
+    return ((unit + 1) * hw - 1) / 2
+
+
 @functools.lru_cache(maxsize=16)
 def _pixel_centres(h: int, w: int) -> torch.Tensor:
     """(h, w, 3) float64: the normalised (x, y, 1) of every pixel centre of an h x w image (cached per size)."""
-    ys = (torch.arange(h, dtype=torch.float64) * 2 + 1) / h - 1
-    xs = (torch.arange(w, dtype=torch.float64) * 2 + 1) / w - 1
+    ys, xs = pixel_centres(h, torch.float64), pixel_centres(w, torch.float64)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)
 

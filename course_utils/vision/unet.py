@@ -14,11 +14,10 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from ..data_block import DataBunch
 from ..learner import Learner
-from .models import create_body, load_arch
+from .models import arch_name, create_body, load_arch, split_body
 
 __all__ = ["unet_learner", "unet_model", "DynamicUnet", "PixelShuffleICNR", "UnetBlock", "icnr_"]
 
@@ -180,21 +179,17 @@ def unet_model(spec: dict) -> DynamicUnet:
 def unet_layer_groups(model: DynamicUnet) -> list[nn.Module]:
     """Three groups as for `cnn_learner`: the first 3/4 of the encoder (ResNet: conv1..layer2),
     the rest of the encoder (layer3, layer4), and the decoder."""
-    k = round(len(model.encoder) * 3 / 4)
-    return [model.encoder[:k], model.encoder[k:], model.decoder]
+    return [*split_body(model.encoder), model.decoder]
 
 
-def unet_learner(data: DataBunch, arch: Callable | str, metrics=None, wd: float = 1e-2, pretrained: bool = True,
+def unet_learner(data: DataBunch, arch: Callable | str, *, pretrained: bool = True, metrics=None, wd: float = 1e-2,
                  blur: bool = False, blur_final: bool = True, last_cross: bool = True, bottle: bool = False,
                  cut: int | None = None, **kwargs) -> Learner:
     """A Learner for segmentation `data` with a U-Net over a torchvision `arch` (e.g. `models.resnet34`).
 
     With `pretrained=True` the encoder starts from ImageNet weights and is frozen (only the decoder
     trains) until `learn.unfreeze()`. The loss, per-pixel cross entropy, comes from the data."""
-    name = arch if isinstance(arch, str) else arch.__name__
-    if name not in torchvision.models.list_models(module=torchvision.models):
-        raise ValueError(f"{name!r} is not a torchvision classification model; try models.resnet34.")
-    spec = {"builder": "course_utils.vision.unet:unet_model", "arch": name, "n_out": data.c, "cut": cut,
+    spec = {"builder": "course_utils.vision.unet:unet_model", "arch": arch_name(arch), "n_out": data.c, "cut": cut,
             "blur": blur, "blur_final": blur_final, "last_cross": last_cross, "bottle": bottle}
     model = unet_model({**spec, "pretrained": pretrained})
     learn = Learner(data, model, metrics=metrics, wd=wd, layer_groups=unet_layer_groups(model), model_spec=spec,
