@@ -16,12 +16,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from .download import (DATASETS, DatasetError, dataset_root, dataset_status, download_dataset, downloaded_files,
-                       file_origin)
 from .config import course_mirror
-from .mirror import copy_to_mirror
-from .kaggle import KaggleError
+from .download import (
+    DATASETS,
+    DatasetError,
+    dataset_root,
+    dataset_status,
+    download_dataset,
+    downloaded_files,
+    file_origin,
+)
 from .finetune import add_finetune_command
+from .kaggle import KaggleError
+from .mirror import copy_to_mirror
 from .serve.cli import add_serve_command
 from .train import add_predict_command, add_train_command
 

@@ -33,7 +33,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from . import kaggle, mirror as mirrors
+from . import kaggle
+from . import mirror as mirrors
 from .config import course_mirror, course_mode, data_dir, models_dir
 
 __all__ = ["DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",

@@ -14,8 +14,14 @@ from PIL import Image
 from course_utils.download import get_dataset
 from course_utils.vision import ObjectItemList, bb_pad_collate, get_annotations, get_transforms
 from course_utils.vision.boxes import ObjectCategoryList, move_boxes, unit_to_pixels
-from course_utils.vision.transforms import (ResizeMethod, dihedral_matrix, rotation_matrix, sample_plan,
-                                            warp_matrix, zoom_matrix)
+from course_utils.vision.transforms import (
+    ResizeMethod,
+    dihedral_matrix,
+    rotation_matrix,
+    sample_plan,
+    warp_matrix,
+    zoom_matrix,
+)
 
 
 def _moved(box, src, aug=np.eye(3), size=None, method=None):

@@ -6,10 +6,10 @@ import runpy
 import sys
 
 import pytest
+from http_server import TOY
 
 from course_utils.__main__ import main
 from course_utils.download import DATASETS, Dataset, Source
-from http_server import TOY
 
 
 @pytest.fixture

@@ -17,8 +17,19 @@ import pytest
 from http_server import STALL_LIMIT, TOY, toy_archive
 
 from course_utils.config import data_dir
-from course_utils.download import (DATASETS, ChecksumError, Dataset, DatasetError, DownloadError, Source,
-                                   bundled_data_dir, dataset_status, download_dataset, download_url, get_dataset)
+from course_utils.download import (
+    DATASETS,
+    ChecksumError,
+    Dataset,
+    DatasetError,
+    DownloadError,
+    Source,
+    bundled_data_dir,
+    dataset_status,
+    download_dataset,
+    download_url,
+    get_dataset,
+)
 
 PAYLOAD = bytes(range(256)) * 1200  # 300 KB: several reads, still instant
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import COLOURS, PLANET_CLASSES, tiny_model
 from PIL import Image
 
+from conftest import COLOURS, PLANET_CLASSES, tiny_model
 from course_utils.callbacks import Callback, OneCycleScheduler, stop_improving, suggest_lr
 from course_utils.learner import Learner, load_learner, lr_range
 from course_utils.metrics import accuracy, accuracy_thresh, fbeta

@@ -154,4 +154,4 @@ def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin
     main(["datasets", "--mirror", str(dest), "--dest", str(tmp_path / "elsewhere")])
     out = capsys.readouterr().out
     assert f"mirror        {(dest / 'toy.tgz').as_uri()}" in out
-    assert f"not mirrored  https://s3.amazonaws.com/fast-ai-imagelocal/camvid.tgz" in out
+    assert "not mirrored  https://s3.amazonaws.com/fast-ai-imagelocal/camvid.tgz" in out

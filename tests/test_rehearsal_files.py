@@ -74,6 +74,7 @@ def test_the_wt103_stand_in_loads_and_remaps_into_the_lessons_language_model(tmp
     itos = files.WT103_SPECIALS + ["movie", "film", "great"]
     old = files.wt103_state_dict(len(itos))
     import pickle
+
     import torch
     torch.save(old, tmp_path / "lstm_fwd.pth")
     (tmp_path / "itos_wt103.pkl").write_bytes(pickle.dumps(itos))

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 import course_utils.download as download
-from course_utils.download import DatasetError, DownloadError, extract_archive, download_url
+from course_utils.download import DatasetError, DownloadError, download_url, extract_archive
 
 ZEROS = b"\0" * (8 << 20)  # 8 MB that deflate to ~8 KB: a ratio of ~1000, like the trial's 1 MB -> 1.1 GB
 

@@ -4,7 +4,6 @@ the images before training, saves after each stage and on Ctrl-C, and refuses a 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from course_utils.__main__ import main
 from course_utils.learner import Learner, load_learner

@@ -8,9 +8,9 @@ import warnings
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_model
 from PIL import Image
 
+from conftest import tiny_model
 from course_utils.data_block import ItemList
 from course_utils.learner import Learner
 from course_utils.vision import ImageList

@@ -10,8 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils.vision import (ImageList, PointsItemList, SegmentationItemList, cnn_learner, get_transforms,
-                                 imagenet_stats, models)
+from course_utils.vision import (
+    ImageList,
+    PointsItemList,
+    SegmentationItemList,
+    cnn_learner,
+    get_transforms,
+    imagenet_stats,
+    models,
+)
 from course_utils.vision.image import open_image
 
 CPU = torch.device("cpu")

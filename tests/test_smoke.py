@@ -26,9 +26,9 @@ def tiny_learner(colour_path):
     """The tiny model on the colour images in batches of 2: several batches in each set."""
     import torch
 
+    from conftest import tiny_model
     from course_utils.learner import Learner
     from course_utils.vision import ImageList, imagenet_stats
-    from conftest import tiny_model
 
     data = (ImageList.from_folder(colour_path, include=["train", "valid"]).split_by_folder().label_from_folder()
             .transform(size=16).databunch(bs=2, num_workers=0, device=torch.device("cpu")).normalize(imagenet_stats))

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from imdb import CPU, NEG, POS, clas_data, lm_data
 
 from course_utils.text import TextList
 from course_utils.text.data import PAD_IDX, LMStreamLoader, SortishLoader
+
 
 def test_filter_by_folder_keeps_only_the_named_top_level_folders(imdb_path):
     tl = TextList.from_folder(imdb_path)

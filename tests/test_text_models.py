@@ -10,8 +10,14 @@ from imdb import clas_data, lm_data
 
 from course_utils.text import AWD_LSTM, Vocab, language_model_learner, text_classifier_learner
 from course_utils.text.learner import decode_spec_tokens
-from course_utils.text.models import (WeightDropLSTM, clas_layer_groups, convert_weights, get_language_model,
-                                      load_wt103, wt103_files)
+from course_utils.text.models import (
+    WeightDropLSTM,
+    clas_layer_groups,
+    convert_weights,
+    get_language_model,
+    load_wt103,
+    wt103_files,
+)
 from course_utils.text.tokenize import SPECIAL_TOKENS, UNK
 
 TINY = dict(emb_sz=8, n_hid=16, n_layers=3)

@@ -6,8 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from course_utils.text import tokenize as tk
-from course_utils.text.tokenize import (BOS, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, Tokenizer,
-                                        Vocab)
+from course_utils.text.tokenize import BOS, PAD, SPECIAL_TOKENS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, Tokenizer, Vocab
 
 
 @pytest.fixture(scope="module")

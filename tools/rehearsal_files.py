@@ -17,7 +17,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 from PIL import Image

@@ -14,8 +14,7 @@ from ..callbacks import Callback
 from ..learner import Learner, atomic_save, safe_load
 from ..metrics import accuracy
 from .data import TextClasDataBunch, TextLMDataBunch
-from .models import (AWD_LSTM, clas_layer_groups, get_language_model, lm_layer_groups, load_wt103,
-                     text_classifier_model)
+from .models import AWD_LSTM, clas_layer_groups, get_language_model, lm_layer_groups, load_wt103, text_classifier_model
 from .tokenize import BOS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK
 
 __all__ = ["RNNRegularizer", "RNNLearner", "LanguageLearner", "language_model_learner", "text_classifier_learner",

@@ -2,10 +2,10 @@
 from .biwi import biwi_center
 from .boxes import ObjectItemList, bb_pad_collate, get_annotations, show_boxes
 from .data import ImageList, imagenet_stats
-from .points import PointsItemList, show_points
-from .segmentation import SegmentationItemList, open_mask, show_mask
 from .image import open_image, show_image
 from .models import cnn_learner, models
+from .points import PointsItemList, show_points
+from .segmentation import SegmentationItemList, open_mask, show_mask
 from .transforms import ResizeMethod, get_transforms
 from .unet import unet_learner
 

@@ -21,7 +21,6 @@ from .batch import augment_batch, plan_params, resample_batch
 from .cache import ImageCache
 from .image import image_extensions, image_size, load_rgb, open_image, open_lazy, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
-from .transforms import points_to_unit, unit_to_points  # noqa: F401 (the head-pose notebook imports them from here)
 
 __all__ = ["ImageList", "imagenet_stats"]
 
