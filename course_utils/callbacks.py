@@ -260,7 +260,8 @@ class ProgressTable(Callback):
         self.out.close_bar()
         row = self.learn.epoch_result
         secs = time.time() - self.start
-        vals = [str(self.learn.epoch + 1)] + [_fmt(row[n]) for n in self.names[1:-1]] + [f"{int(secs // 60):02d}:{int(secs % 60):02d}"]
+        vals = ([str(self.learn.epoch + 1)] + [_fmt(row[n]) for n in self.names[1:-1]]
+                + [f"{int(secs // 60):02d}:{int(secs % 60):02d}"])
         self.out.line("  ".join(v.ljust(w) for v, w in zip(vals, self.widths)))
 
     def after_fit(self):

@@ -54,7 +54,8 @@ class ItemList:
 
     def __repr__(self) -> str:
         shown = ", ".join(str(self._short(o)) for o in self.items[:3])
-        return f"{type(self).__name__} ({len(self)} items)\n[{shown}{', ...' if len(self) > 3 else ''}]\nPath: {self.path}"
+        return (f"{type(self).__name__} ({len(self)} items)\n[{shown}{', ...' if len(self) > 3 else ''}]\n"
+                f"Path: {self.path}")
 
     def __getattr__(self, name: str):
         if name in RENAMED:
@@ -712,7 +713,8 @@ def _check_known(labels: Sequence, classes: Sequence, x: ItemList, rows: Sequenc
         if o not in known:
             row = rows[k] if rows is not None else k
             raise ValueError(f"Label {o!r} of training item {x._short(x.items[row])} is not in the classes you "
-                             f"gave ({len(known)} classes: {list(classes)[:8]}...). Add it to `classes` or fix the label.")
+                             f"gave ({len(known)} classes: {list(classes)[:8]}...). "
+                             "Add it to `classes` or fix the label.")
 
 
 def _warn_other_separators(tags: list[list[str]], col: str, label_delim: str, x: ItemList) -> None:
@@ -823,7 +825,8 @@ class DataBunch:
         shuffle = shuffle and len(ds) > 0
         batched = self.batch_tfms and hasattr(ds.x, "prepare_tfms")
         dl = DataLoader(PreparedItems(ds) if batched else ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle,
-                        num_workers=self.num_workers, collate_fn=self.collate_fn, persistent_workers=self.num_workers > 0 and len(ds) > 0,
+                        num_workers=self.num_workers, collate_fn=self.collate_fn,
+                        persistent_workers=self.num_workers > 0 and len(ds) > 0,
                         pin_memory=self.device.type == "cuda")
         return DeviceDataLoader(dl, self, ds)
 

@@ -9,7 +9,8 @@ A finite training loss does not prove a usable model: BatchNorm normalises with 
 while training, so its running statistics (used by `predict`) can overflow while the loss stays finite
 (lr=1e4 does it in a few steps). So a copy is only taken while every tensor is finite, and after restoring,
 the model must give finite outputs in evaluation mode on the current batch; if it does not, the guard goes
-back to the weights the model had when `fit` started. Steps skipped by fp16 loss scaling never trip it: their loss is finite, only the
+back to the weights the model had when `fit` started.
+Steps skipped by fp16 loss scaling never trip it: their loss is finite, only the
 scaled gradients overflow, and the scaler skips them itself. The LR finder, which drives the loss to
 diverge on purpose, runs without the guard.
 """

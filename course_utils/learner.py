@@ -165,8 +165,9 @@ class Learner:
             self.training = False
             self._event("after_fit")
 
-    def fit_one_cycle(self, cyc_len: int, max_lr: float | slice = DEFAULT_LR, moms=(0.95, 0.85), div_factor: float = 25.0,
-                      pct_start: float = 0.3, final_div: float | None = None, wd: float | None = None) -> None:
+    def fit_one_cycle(self, cyc_len: int, max_lr: float | slice = DEFAULT_LR, moms=(0.95, 0.85),
+                      div_factor: float = 25.0, pct_start: float = 0.3, final_div: float | None = None,
+                      wd: float | None = None) -> None:
         """Train with the one-cycle policy (lesson 3): warm-up then cosine annealing of the LR, inverse momentum."""
         sched = OneCycleScheduler(self.lr_range(max_lr), moms, div_factor, pct_start, final_div)
         self.fit(cyc_len, max_lr, wd=wd, callbacks=[sched])
@@ -278,7 +279,8 @@ class Learner:
     # --- mixed precision ------------------------------------------------------------------------
     def to_fp16(self, force: bool = False) -> "Learner":
         """Mixed precision where it is faster: fp16 with loss scaling on a GPU (CUDA, MPS), bf16 on a CPU with
-        native bf16, plain fp32 elsewhere. Prints what it chose; `force=True` insists on fp16 (see `choose_precision`)."""
+        native bf16, plain fp32 elsewhere. Prints what it chose; `force=True` insists on fp16
+        (see `choose_precision`)."""
         return self._choose_precision(torch.float16, force)
 
     def to_bf16(self, force: bool = False) -> "Learner":
@@ -375,7 +377,8 @@ class Learner:
         f = self.path / self.model_dir / f"{name}.pth"
         if not f.is_file():
             raise FileNotFoundError(f"No saved model {f}. Saved models here: "
-                                    f"{sorted(p.stem for p in f.parent.glob('*.pth')) if f.parent.is_dir() else 'none'}.")
+                                    f"{sorted(p.stem for p in f.parent.glob('*.pth')) if f.parent.is_dir() else 'none'}"
+                                    ".")
         state = safe_load(f, map_location=self.data.device)
         _load_weights(self.model, state["model"], f, strict)
         _warn_other_classes(state.get("classes"), self.data.classes, f)
@@ -425,7 +428,8 @@ def _warn_other_classes(saved, current, f: Path) -> None:
 
 def _first_mismatch(e: RuntimeError) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln), lines[0])
+    return next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln),
+                lines[0])
 
 
 def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.device | str | None = None) -> Learner:

@@ -20,7 +20,8 @@ def error_rate(input: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
     return 1 - accuracy(input, targs)
 
 
-def accuracy_thresh(input: torch.Tensor, targs: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True) -> torch.Tensor:
+def accuracy_thresh(input: torch.Tensor, targs: torch.Tensor, thresh: float = 0.5,
+                    sigmoid: bool = True) -> torch.Tensor:
     """Multi-label accuracy: share of all (sample, class) pairs where [p > thresh] equals the target.
 
     Planet uses thresh=0.2 (lesson 3)."""

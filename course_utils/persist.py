@@ -179,7 +179,8 @@ def _check_keys(state: dict, f: Path) -> None:
     missing += [k for part, keys in EXPORT_KEYS.items() if isinstance(state.get(part), dict)
                 for k in keys if k not in state[part]]
     if missing:
-        raise ValueError(f"{f} was written by another version of course_utils: it lacks {', '.join(map(repr, missing))}."
+        raise ValueError(f"{f} was written by another version of course_utils: "
+                         f"it lacks {', '.join(map(repr, missing))}."
                          " Open the notebook that trained it with this version and export it again "
                          "(learn.export()).")
 

@@ -33,7 +33,8 @@ def single_label_learner(root: Path):
                 Image.fromarray(_noisy(rng, colour)).save(root / "data" / split / name / f"{name}_{i}.png")
     data = (ImageList.from_folder(root / "data").split_by_folder().label_from_folder().transform(size=16)
             .databunch(bs=4, num_workers=0, device=CPU).normalize(imagenet_stats))
-    return cnn_learner(data, models.resnet18, pretrained=False, path=root), root / "data" / "valid" / "red" / "red_0.png"
+    return (cnn_learner(data, models.resnet18, pretrained=False, path=root),
+            root / "data" / "valid" / "red" / "red_0.png")
 
 
 def multi_label_learner(root: Path):

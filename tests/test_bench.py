@@ -14,7 +14,8 @@ def test_generated_data_feeds_the_library_and_the_plain_baseline(tmp_path):
     x, y = src.transform(size=32, cache=True).train[0]
     assert x.shape == (3, 32, 32) and y.sum() >= 1
     px, py = bench.plain_planet(root, 32)[0]
-    assert px.shape == (3, 32, 32) and px.dtype == torch.float32 and torch.equal(py, bench.plain_planet(root, 32).targets[0])
+    assert (px.shape == (3, 32, 32) and px.dtype == torch.float32
+            and torch.equal(py, bench.plain_planet(root, 32).targets[0]))
     sx, sy = bench.plain_seg(root, (24, 32))[1]
     assert sx.shape == (3, 24, 32) and sy.shape == (24, 32) and int(sy.max()) < bench.N_SEG_CLASSES
     mx, my = bench.seg_src(root, 2).transform(size=(24, 32), tfm_y=True).train[0]

@@ -184,7 +184,8 @@ def test_the_registry_lists_every_full_mode_dataset_at_its_real_location():
     assert DATASETS["wt103"].weights and DATASETS["wt103"].folder == "wt103-fwd"
     tiny = {name: d.tiny for name, d in DATASETS.items() if d.tiny}
     assert tiny == {"planet": "planet_tiny", "camvid": "camvid_tiny", "biwi_head_pose": "biwi_head_pose_tiny",
-                    "imdb": "imdb_tiny", "imdb_sample": "imdb_tiny", "mnist_tiny": "mnist_tiny", "coco_tiny": "coco_tiny"}
+                    "imdb": "imdb_tiny", "imdb_sample": "imdb_tiny", "mnist_tiny": "mnist_tiny",
+                    "coco_tiny": "coco_tiny"}
     for d in DATASETS.values():  # a checksum is either real-looking or honestly missing
         assert all(s.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", s.sha256) for s in d.sources)
 

@@ -54,7 +54,8 @@ def test_tuned_thresholds_are_used_by_predict_and_survive_export(planet_learner,
 def _fake_learner(probs, targs):
     """Just what tune_thresholds touches: validation predictions and the label list's threshold."""
     y = SimpleNamespace(thresh=0.2)
-    return SimpleNamespace(get_preds=lambda ds_type: (probs, targs), data=SimpleNamespace(train_ds=SimpleNamespace(y=y)))
+    return SimpleNamespace(get_preds=lambda ds_type: (probs, targs),
+                           data=SimpleNamespace(train_ds=SimpleNamespace(y=y)))
 
 
 def test_by_default_per_class_thresholds_that_only_fit_the_validation_set_are_not_installed():

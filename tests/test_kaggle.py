@@ -193,8 +193,8 @@ def test_planet_full_mode_installs_the_lessons_layout(signed_in, tmp_path, monke
 
 def test_planet_by_hand_the_404_names_the_downloads_folder_and_the_unpacked_folder(signed_in, tmp_path, monkeypatch):
     fake_download(monkeypatch, signed_in, {"train-jpg.tar.7z": http_error(404)})
-    monkeypatch.setattr(signed_in, "competition_list_files", lambda self, competition, page_size=20: (_ for _ in ()).throw(
-        http_error(500)))
+    monkeypatch.setattr(signed_in, "competition_list_files",
+                        lambda self, competition, page_size=20: (_ for _ in ()).throw(http_error(500)))
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
     with pytest.raises(KaggleError) as err:
         get_dataset("planet", "full")
@@ -204,7 +204,8 @@ def test_planet_by_hand_the_404_names_the_downloads_folder_and_the_unpacked_fold
 
 
 def test_no_network_says_to_check_the_connection_not_a_traceback(signed_in, tmp_path, monkeypatch):
-    fake_download(monkeypatch, signed_in, {"train_v2.csv": requests.ConnectionError("Failed to resolve 'api.kaggle.com'")})
+    fake_download(monkeypatch, signed_in,
+                  {"train_v2.csv": requests.ConnectionError("Failed to resolve 'api.kaggle.com'")})
     with pytest.raises(KaggleError, match=r"Could not reach Kaggle to download train_v2.csv \(ConnectionError\)\. "
                                           r"Check the internet connection"):
         download_competition_file(PLANET, ["train_v2.csv"], tmp_path)

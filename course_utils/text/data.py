@@ -50,7 +50,8 @@ class TextList(ItemList):
         col = column_name(df, cols, "text")
         bad = np.flatnonzero(df[col].isna().to_numpy())
         if len(bad):
-            raise ValueError(f"Column {col!r} has no text in row {int(bad[0]) + 2} of the CSV; remove or fill that row.")
+            raise ValueError(f"Column {col!r} has no text in row {int(bad[0]) + 2} of the CSV; "
+                             "remove or fill that row.")
         return cls(df[col].astype(str).tolist(), path, inner_df=df.reset_index(drop=True), vocab=vocab, **kwargs)
 
     @classmethod
@@ -70,7 +71,8 @@ class TextList(ItemList):
         res = super().from_folder(path, extensions, recurse, include, exclude)
         return cls(res.items, res.path, vocab=vocab, **kwargs)
 
-    def filter_by_folder(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> "TextList":
+    def filter_by_folder(self, include: Iterable[str] | None = None,
+                         exclude: Iterable[str] | None = None) -> "TextList":
         """Keep the files whose top-level folder under `path` is in `include` (and not in `exclude`)."""
         include, exclude = set(include or []), set(exclude or [])
         keep = []
@@ -79,7 +81,8 @@ class TextList(ItemList):
             if (not include or top in include) and top not in exclude:
                 keep.append(i)
         if not keep:
-            raise ValueError(f"filter_by_folder left no files: no top-level folder of {self.path} is in {sorted(include)}.")
+            raise ValueError(f"filter_by_folder left no files: no top-level folder of {self.path} "
+                             f"is in {sorted(include)}.")
         return self._subset(keep)
 
     def _subset(self, idx: Sequence[int]) -> "TextList":

@@ -20,8 +20,8 @@ from ..learner import safe_load
 
 __all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout", "WeightDropLSTM",
            "LinearDecoder", "SequentialRNN", "MultiBatchEncoder", "PoolingLinearClassifier", "get_language_model",
-           "get_text_classifier", "text_classifier_model", "lm_layer_groups", "clas_layer_groups", "WT103_FWD_URL", "wt103_files",
-           "load_wt103", "convert_weights"]
+           "get_text_classifier", "text_classifier_model", "lm_layer_groups", "clas_layer_groups", "WT103_FWD_URL",
+           "wt103_files", "load_wt103", "convert_weights"]
 
 # The lesson's sizes and dropouts (REFERENCE 6.3); `drop_mult` scales every *_p.
 awd_lstm_lm_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, output_p=0.1, hidden_p=0.15,
@@ -300,4 +300,5 @@ def load_wt103(model: SequentialRNN, itos: list[str], fnames: tuple[Path, Path] 
     except RuntimeError as e:
         raise RuntimeError(f"The WT103 weights in {wf} do not fit this model: they need the lesson's AWD_LSTM sizes "
                            f"({awd_lstm_lm_config['emb_sz']}/{awd_lstm_lm_config['n_hid']}/"
-                           f"{awd_lstm_lm_config['n_layers']}). Remove `config=` or use pretrained=False.\n({e})") from e
+                           f"{awd_lstm_lm_config['n_layers']}). Remove `config=` or use pretrained=False.\n"
+                           f"({e})") from e

@@ -210,7 +210,8 @@ class Tokenizer:
 
     def _key(self, texts: Sequence[str]) -> str:
         h = hashlib.sha256()
-        settings = [CACHE_VERSION, self.lang, [r.__name__ for r in self.pre_rules], [r.__name__ for r in self.post_rules]]
+        settings = [CACHE_VERSION, self.lang, [r.__name__ for r in self.pre_rules],
+                    [r.__name__ for r in self.post_rules]]
         h.update(json.dumps(settings).encode())
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass"))

@@ -217,7 +217,8 @@ class ImageList(ItemList):
         n = min(len(xs), rows)
         fig, axes = plt.subplots(n, 1, figsize=figsize or (3.2, 3.2 * n), squeeze=False)
         for i in range(n):
-            show_image(xs[i], ax=axes[i, 0], title=f"true: {y_list.label_str(ys[i])}\npred: {y_list.label_str(preds[i])}")
+            show_image(xs[i], ax=axes[i, 0],
+                       title=f"true: {y_list.label_str(ys[i])}\npred: {y_list.label_str(preds[i])}")
         fig.tight_layout()
 
     def show_xys(self, xs: torch.Tensor, ys: torch.Tensor, y_list: TargetList, rows: int = 3,

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["open_image", "open_lazy", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image", "image_extensions"]
+__all__ = ["open_image", "open_lazy", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image",
+           "image_extensions"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

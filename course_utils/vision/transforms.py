@@ -86,7 +86,8 @@ def zoom_matrix(scale: float, cx: float, cy: float) -> np.ndarray:
 
 
 def warp_matrix(mx: float, my: float) -> np.ndarray:
-    """A perspective tilt: the homography that moves the corners by the magnitudes mx (left/right) and my (top/bottom)."""
+    """A perspective tilt: the homography that moves the corners by the magnitudes mx (left/right)
+    and my (top/bottom)."""
     src = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
     dst = [(x * (1 + my * y), y * (1 + mx * x)) for x, y in src]
     a, b = [], []
