@@ -1,6 +1,6 @@
-# Two commands do everything on a fresh machine:
+# Everything a fresh machine needs, one command each:
 #   make lessons   install, then run every lesson notebook in tiny mode (executed copies in executed/)
-#   make test      install, then the unit tests and every notebook under nbval
+#   make test      install, then the linter, the unit tests and every notebook under nbval
 #   make rehearse  install, then every notebook in full mode from a local mirror, smoke-sized (tools/rehearse.py)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,6 +22,7 @@ lessons: $(STAMP)
 	$(PY) tools/run_lessons.py --out executed
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	MPLBACKEND=Agg $(PY) -m pytest tests nbs --nbval-lax --nbval-current-env
 
 rehearse: $(STAMP)
