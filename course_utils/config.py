@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["data_dir", "models_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
+__all__ = ["data_dir", "models_dir", "cache_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
            "default_device", "default_num_workers", "seed_everything"]
 
 # Batches per epoch and per validation or prediction pass under COURSE_SMOKE=1. One, not a couple: on a
@@ -26,6 +26,11 @@ def data_dir() -> Path:
 def models_dir() -> Path:
     """The folder pretrained weights are cached in: `$COURSE_MODELS`, else ~/.course_utils/models."""
     return Path(os.environ.get("COURSE_MODELS", Path.home() / ".course_utils" / "models")).expanduser()
+
+
+def cache_dir() -> Path:
+    """The folder for derived files (tokenized corpora): `$COURSE_CACHE`, else ~/.course_utils/cache."""
+    return Path(os.environ.get("COURSE_CACHE", Path.home() / ".course_utils" / "cache")).expanduser()
 
 
 def course_mode() -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import cache_dir
 from ..persist import atomic_write
 
 __all__ = ["UNK", "PAD", "BOS", "EOS", "FLD", "TK_MAJ", "TK_UP", "TK_REP", "TK_WREP", "SPECIAL_TOKENS",
@@ -125,8 +126,7 @@ def _word(tok) -> list[str]:
 
 def token_cache_dir() -> Path:
     """Where tokenized corpora are cached: `$COURSE_CACHE/tokens`, else ~/.course_utils/cache/tokens."""
-    root = os.environ.get("COURSE_CACHE", Path.home() / ".course_utils" / "cache")
-    return Path(root).expanduser() / "tokens"
+    return cache_dir() / "tokens"
 
 
 class Tokenizer:
