@@ -109,7 +109,7 @@ def biwi(out: Path, work: Path) -> list[Path]:
     frame_XXXXX_pose.txt and rgb.cal, and {01..24}.obj beside the folders. The tiny subjects (01-13) are
     reused in turn; the poses (millimetres) hold as they are, the intrinsics are scaled to the real size."""
     src, root = DATA / "biwi_head_pose_tiny", work / "biwi_head_pose"
-    tiny = sorted(p.name for p in src.iterdir() if p.is_dir())
+    tiny = sorted(p.name for p in src.iterdir() if p.is_dir() and any(p.glob("*_rgb.jpg")))  # not models/
     for k, subject in enumerate(BIWI_SUBJECTS):
         from_ = src / (subject if subject in tiny else tiny[k % len(tiny)])
         folder = root / subject
@@ -180,7 +180,18 @@ def wt103(out: Path, work: Path) -> list[Path]:
     return [_tgz(root, out / "wt103-fwd.tgz")]
 
 
-BUILDERS = {"planet": planet, "camvid": camvid, "biwi_head_pose": biwi, "imdb": imdb, "wt103": wt103}
+def lesson_sample(name: str):
+    """A builder for the lesson's small sample archives (`mnist_tiny.tgz`, `coco_tiny.tgz`): the bundled copy,
+    which has the real layout (mnist_tiny/{train,valid}/{3,7}, test, labels.csv; coco_tiny/{train, train.json})."""
+    def build(out: Path, work: Path) -> list[Path]:
+        root = work / name
+        shutil.copytree(DATA / name, root)
+        return [_tgz(root, out / f"{name}.tgz")]
+    return build
+
+
+BUILDERS = {"planet": planet, "camvid": camvid, "biwi_head_pose": biwi, "imdb": imdb, "wt103": wt103,
+            "mnist_tiny": lesson_sample("mnist_tiny"), "coco_tiny": lesson_sample("coco_tiny")}
 
 
 def build_mirror(out: Path, work: Path) -> dict[str, list[Path]]:

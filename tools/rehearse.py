@@ -58,6 +58,9 @@ EXPECT = {
         "learn.model_spec['arch']": "resnet34", "_pretrained(learn)": True,
         "tuple(int(v) for v in size)": (360, 480), "tuple(data.train_ds[0][0].shape)": (3, 720, 960),
         "len(codes)": 32},
+    "lesson3-data-block.ipynb": {
+        "PLANET_SIZE": 128, "CAMVID_SIZE": (360, 480), "mnist.name": "mnist_tiny", "coco.name": "coco_tiny",
+        "len(codes)": 32},
     "lesson3-head-pose.ipynb": {
         "learn.model_spec['arch']": "resnet34", "_pretrained(learn)": True, "SIZE": (120, 160),
         "tuple(data.train_ds[0][0].shape)": (3, 120, 160), "FNAME": "09/frame_00667_rgb.jpg",
@@ -73,7 +76,8 @@ EXPECT = {
 }
 # Which registry entries each notebook installs (and must have taken from the mirror).
 DATASETS = {"lesson3-planet.ipynb": ["planet"], "lesson3-camvid.ipynb": ["camvid"],
-            "lesson3-head-pose.ipynb": ["biwi_head_pose"], "lesson3-imdb.ipynb": ["imdb", "imdb_sample", "wt103"]}
+            "lesson3-head-pose.ipynb": ["biwi_head_pose"], "lesson3-imdb.ipynb": ["imdb", "imdb_sample", "wt103"],
+            "lesson3-data-block.ipynb": ["mnist_tiny", "coco_tiny", "camvid"]}
 
 FACTS_CELL = """# added by tools/rehearse.py: facts for the rehearsal's checks
 import json as _json, pickle as _pickle, torch as _torch
