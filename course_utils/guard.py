@@ -36,6 +36,7 @@ class NaNGuard(Callback):
         self.active = not any(isinstance(c, LRFinder) for c in self.learn.fit_callbacks)
         # frozen weights cannot change, so only trainable ones (and the BatchNorm statistics) are copied
         self.tensors = [p for p in model.parameters() if p.requires_grad] + list(model.buffers())
+        self.buffers = list(model.buffers())
         self.copies = [t.detach().clone() for t in self.tensors] if self.active else []
         self.start = [c.clone() for c in self.copies]  # the fallback if the last copy is unusable in eval mode
 
@@ -51,7 +52,10 @@ class NaNGuard(Callback):
             raise NonFiniteLossError(self._message(back_to_start))
 
     def before_step(self):
-        if self.active and _all_finite(self.tensors):  # never keep a copy of overflowed statistics
+        # never keep a copy of overflowed statistics. Only the buffers (BatchNorm statistics, small) are checked
+        # here: a non-finite weight makes the next training loss non-finite, which `before_backward` catches
+        # before this copy is overwritten; checking all 31M weights of a U-Net every step cost 5-8% of it.
+        if self.active and _all_finite(self.buffers):
             with torch.no_grad():
                 for c, t in zip(self.copies, self.tensors):
                     c.copy_(t)
