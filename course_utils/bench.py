@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ from torchvision.transforms import v2
 from .amp import cpu_capability, cpu_has_native_bf16
 from .callbacks import Callback, CancelFit
 from .config import seed_everything
+from .learner import model_builder
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
 
 PLANET_TINY = Path(__file__).resolve().parents[1] / "data" / "planet_tiny"
@@ -237,9 +237,8 @@ def bench_plain_train(kind: str, root: Path, size, bs: int, n: int) -> dict:
     spec = {**lib_learner(kind, root, size, bs, bs).model_spec, "pretrained": False}
     if kind != "unet":
         spec["n_out"] = ds.targets.shape[1]  # every tag of the whole CSV, as the plain Dataset encodes them
-    module, _, name = spec["builder"].partition(":")
     torch.manual_seed(0)
-    model = getattr(importlib.import_module(module), name)(spec)
+    model = model_builder(spec)(spec)
     loss_fn = nn.CrossEntropyLoss() if kind == "unet" else nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     times = []

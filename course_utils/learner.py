@@ -432,6 +432,12 @@ def _first_mismatch(e: RuntimeError) -> str:
                 lines[0])
 
 
+def model_builder(spec: dict) -> Callable[[dict], nn.Module]:
+    """The function a `model_spec` names ("module:function") to build its model; `check_export` vets it first."""
+    module, _, name = spec["builder"].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.device | str | None = None) -> Learner:
     """A Learner for inference from `path/fname` written by `export()`; no training data needed.
 
@@ -443,8 +449,7 @@ def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.devi
     state = safe_load(f, map_location="cpu")  # tensors land on the CPU, so a GPU-made export loads anywhere
     check_export(state, f)  # damage, another version, a builder that is not ours: refused before anything runs
     spec = state["model_spec"]
-    module, _, name = spec["builder"].partition(":")
-    builder = getattr(importlib.import_module(module), name)  # imported first: it defines the data's types (text)
+    builder = model_builder(spec)  # imported first: it defines the data's types (text)
     data = DataBunch.from_state(state["data"], f.parent, device=torch.device(device) if device else None)
     check_classes_fit(data.classes, spec.get("n_out"), f)
     model = builder(spec)

@@ -5,29 +5,19 @@ folder in downloads/ is accepted. Everything here is offline: the "real addresse
 from __future__ import annotations
 
 import functools
-import io
 import tarfile
 import threading
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_server import toy_archive
 
 from course_utils import download, kaggle
 from course_utils.__main__ import main
 from course_utils.download import DATASETS, Dataset, DatasetError, Source, download_dataset
 
 UNREACHABLE = "http://127.0.0.1:9/files"  # the discard port: nothing listens, the connection is refused
-
-
-def tgz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -37,7 +27,7 @@ def toy(monkeypatch, tmp_path):
                                                  expect=("a.txt",)))
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    (mirror / "toy.tgz").write_bytes(tgz({"toy/a.txt": b"hello"}))
+    (mirror / "toy.tgz").write_bytes(toy_archive({"toy/a.txt": b"hello"}))
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
     monkeypatch.delenv("COURSE_MIRROR", raising=False)
     return mirror
@@ -80,7 +70,7 @@ def test_an_http_mirror_is_used_through_the_same_download_code(http_mirror, tmp_
 def test_a_file_the_mirror_lacks_comes_from_its_real_address(http_mirror, toy, monkeypatch, capsys):
     base, asked = http_mirror
     (toy / "real").mkdir()
-    (toy / "real" / "toy2.tgz").write_bytes(tgz({"toy/a.txt": b"from the real address"}))
+    (toy / "real" / "toy2.tgz").write_bytes(toy_archive({"toy/a.txt": b"from the real address"}))
     monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{base}/real/toy2.tgz"),), folder="toy",
                                                  expect=("a.txt",)))
     path = download_dataset("toy", mirror=base)
@@ -97,7 +87,7 @@ def test_a_missing_mirror_folder_is_an_error_naming_it(toy, tmp_path):
 
 def test_a_wrong_file_on_the_mirror_is_refused(toy, monkeypatch):
     good = download.file_sha256(toy / "toy.tgz")
-    (toy / "toy.tgz").write_bytes(tgz({"toy/a.txt": b"tampered"}))
+    (toy / "toy.tgz").write_bytes(toy_archive({"toy/a.txt": b"tampered"}))
     monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{UNREACHABLE}/toy.tgz", sha256=good),),
                                                  folder="toy", expect=("a.txt",)))
     with pytest.raises(download.ChecksumError, match="not the expected one"):
