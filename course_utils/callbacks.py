@@ -3,9 +3,12 @@ the Recorder (history and plots), the one-cycle schedule, the LR finder and the 
 
 A callback is an object with any of these methods, called by `Learner.fit` in this order:
 before_fit, before_epoch, (per training batch: before_batch, after_loss, before_backward, before_step,
-after_step, after_batch), before_validate, after_epoch, after_fit. `before_step` may return True to
-say it took (or deliberately skipped) the optimizer step itself; `before_validate` may return True
-to skip validation (and after_epoch) for this epoch. Raising `CancelFit` stops training cleanly.
+after_step, after_batch), before_validate, (per validation batch: before_batch, after_loss, after_batch),
+after_validate, after_epoch, after_fit. `learn.training` tells a training batch from a validation one.
+`validate()` and `get_preds()` outside a fit run the same validation-batch events (get_preds without
+after_loss: it computes no loss) on the learner's own callbacks. `before_step` may return True to say it
+took (or deliberately skipped) the optimizer step itself; `before_validate` may return True to skip
+validation (and after_epoch) for this epoch. Raising `CancelFit` stops training cleanly.
 """
 from __future__ import annotations
 
@@ -221,10 +224,14 @@ class LRFinder(Callback):
         return True  # the finder never validates
 
     def before_batch(self):
+        if not self.learn.training:
+            return
         lr = self.start_lr * (self.end_lr / self.start_lr) ** (self.it / self.num_it)
         self.learn.set_hyper([lr] * len(self.learn.layer_groups), None)
 
     def after_batch(self):
+        if not self.learn.training:
+            return
         self.it += 1
         smooth = self.learn.recorder.smooth_losses[-1]
         self.best = min(self.best, smooth)

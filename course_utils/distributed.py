@@ -215,6 +215,9 @@ class DistributedTraining(Callback):
     def before_validate(self):
         self.sync_buffers()
 
+    def after_validate(self):  # each process saw its share of the set: add the shares up
+        self.learn.valid_sums = self.all_sum(self.learn.valid_sums)
+
     def after_fit(self):
         # a fit stopped early (CancelFit) may end without validation; one ended by an error must not wait here
         # for the others (they are stuck elsewhere, and torchrun stops them once this process exits)

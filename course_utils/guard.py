@@ -13,8 +13,15 @@ back to the weights the model had when `fit` started.
 Steps skipped by fp16 loss scaling never trip it: their loss is finite, only the
 scaled gradients overflow, and the scaler skips them itself. The LR finder, which drives the loss to
 diverge on purpose, runs without the guard.
+
+A non-finite *validation* loss with finite training losses stops nothing (the weights are fine for the data they
+train on) but is warned about once per fit: it means NaN/inf in the validation data, or a model that overflows
+in evaluation mode.
 """
 from __future__ import annotations
+
+import math
+import warnings
 
 import torch
 
@@ -39,6 +46,10 @@ class NaNGuard(Callback):
         self.buffers = list(model.buffers())
         self.copies = [t.detach().clone() for t in self.tensors] if self.active else []
         self.start = [c.clone() for c in self.copies]  # the fallback if the last copy is unusable in eval mode
+        self.warned, self.in_fit = False, True
+
+    def after_fit(self):
+        self.in_fit = False
 
     def before_epoch(self):
         self.batch = 0
@@ -65,6 +76,16 @@ class NaNGuard(Callback):
         if self.learn.training:
             self.batch += 1
 
+    def after_validate(self):
+        loss_sum = self.learn.valid_sums[1]
+        if math.isfinite(loss_sum) or getattr(self, "warned", False):
+            return
+        self.warned = getattr(self, "in_fit", False)  # once per fit; every time for a plain validate()
+        when = f" at epoch {self.learn.epoch + 1}" if self.warned else ""
+        warnings.warn(f"The validation loss is {loss_sum}{when}. If the training losses are finite, look for NaN or "
+                      "infinite values in the validation items (a float TIFF with NaN pixels, say) or their labels; "
+                      "if the model overflows in evaluation mode, train with a lower learning rate.", stacklevel=2)
+
     def _restore(self, copies: list[torch.Tensor]):
         with torch.no_grad():
             for c, t in zip(copies, self.tensors):
@@ -82,7 +103,7 @@ class NaNGuard(Callback):
         model.eval()
         try:
             with torch.no_grad():
-                return bool(torch.isfinite(self.learn._forward(self.learn.xb)).all())
+                return bool(torch.isfinite(self.learn.forward(self.learn.xb)).all())
         finally:
             model.train(was_training)
 

@@ -236,7 +236,7 @@ def write_submission(learn: Learner, test_folder: str | Path, out_csv: str | Pat
     test_folder = Path(test_folder)
     x_cls = type(learn.data.train_ds.x)
     items = x_cls.from_folder(test_folder, recurse=False).items
-    probs, _ = learn._preds(learn.data.items_dl(items))
+    probs, _ = learn.get_preds(dl=learn.data.items_dl(items))
     y_list = learn.data.train_ds.y
     rows = [(Path(p).stem, " ".join(y_list.decode(pr, thresh=thresh))) for p, pr in zip(items, probs)]
     df = pd.DataFrame(rows, columns=["image_name", "tags"])

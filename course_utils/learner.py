@@ -6,6 +6,7 @@ The loop in `fit` is fixed; schedules, recording, progress and mixed precision a
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
@@ -24,7 +25,7 @@ from .config import announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
-from .persist import atomic_save, check_classes_fit, check_export, safe_load, seal_export
+from .persist import atomic_save, check_classes_fit, check_export, load_weights, safe_load, seal_export
 
 __all__ = ["Learner", "load_learner", "lr_range", "safe_load"]
 
@@ -78,6 +79,7 @@ class Learner:
             cb.learn = self
         self.amp_dtype, self.training, self.skipped_steps = None, False, 0
         self.precision, self._precision_said = None, None
+        self._fitting = False
         self.create_opt()
         self.dist: DistributedTraining | None = None
         if launched_by_torchrun():  # one of several processes: train as one of them
@@ -145,14 +147,15 @@ class Learner:
         if smoke_batches():
             epochs = min(epochs, 1)  # COURSE_SMOKE: one epoch per call (and a couple of batches, see _batches)
         self.n_epochs, self.epoch = epochs, 0
+        self._fitting = True
         try:
             self._event("before_fit")
             for self.epoch in range(epochs):
                 self._event("before_epoch")
-                self._run_epoch(train=True)
+                self._train_epoch()
                 if self._event("before_validate"):
                     continue  # a callback (the LR finder) asked to skip validation and the epoch's results
-                self.epoch_result = self._validate()
+                self.epoch_result = self.validate()
                 self._event("after_epoch")
         except CancelFit:
             pass
@@ -164,6 +167,7 @@ class Learner:
         finally:
             self.training = False
             self._event("after_fit")
+            self._fitting = False
 
     def fit_one_cycle(self, cyc_len: int, max_lr: float | slice = DEFAULT_LR, moms=(0.95, 0.85),
                       div_factor: float = 25.0, pct_start: float = 0.3, final_div: float | None = None,
@@ -198,13 +202,11 @@ class Learner:
                 handled = bool(method()) or handled
         return handled
 
-    def _run_epoch(self, train: bool) -> None:
-        self.training = train
-        self.model.train(train)
-        dl = self.data.train_dl if train else self.data.valid_dl
-        with torch.set_grad_enabled(train):
-            for self.xb, self.yb in self._batches(dl):
-                self._one_batch()
+    def _train_epoch(self) -> None:
+        self.training = True
+        self.model.train()
+        for self.xb, self.yb in self._batches(self.data.train_dl):
+            self._one_batch()
 
     @staticmethod
     def _batches(dl):
@@ -215,7 +217,8 @@ class Learner:
         announce_smoke()
         return itertools.islice(dl, n)
 
-    def _forward(self, xb: torch.Tensor) -> torch.Tensor:
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """The model's output for a batch as float32, under this learner's precision (autocast when mixed)."""
         # in distributed training, the DDP wrapper's backward pass averages the gradients of all processes
         model = self.dist.ddp_model if self.training and self.dist and self.dist.ddp_model else self.model
         with torch.autocast(self.data.device.type, dtype=self.amp_dtype or torch.float32,
@@ -224,7 +227,7 @@ class Learner:
 
     def _one_batch(self) -> None:
         self._event("before_batch")
-        self.pred = self._forward(self.xb)
+        self.pred = self.forward(self.xb)
         self.loss = self.loss_func(self.pred, self.yb)
         self._event("after_loss")
         if self.training:
@@ -237,30 +240,60 @@ class Learner:
             self.opt.zero_grad(set_to_none=True)
         self._event("after_batch")
 
-    def _validate(self) -> dict:
-        """Validation loss and metrics, each averaged over samples (batch-size weighted)."""
-        result = {"train_loss": self.recorder.smooth_losses[-1] if self.recorder.smooth_losses else None}
+    def _evaluate(self, dl, score: bool = True, keep: bool = False):
+        """The one loop over a loader without training, behind `validate`, `get_preds` and `TTA`. Each batch
+        fires before_batch, after_loss (when `score`) and after_batch with `learn.training` False, so callbacks
+        see validation too (call it inside `_eval_callbacks`). Returns the sums (items, loss x items, metric x
+        items, ...) and, with `keep`, the raw outputs and targets on the CPU."""
         self.model.eval()
         self.training = False
-        total, loss_sum, metric_sums = 0, 0.0, [0.0] * len(self.metric_fns)
+        sums = [0.0] * (2 + len(self.metric_fns)) if score else []
+        preds, targs = [], []
         with torch.no_grad():
-            for xb, yb in self._batches(self.data.valid_dl):
-                pred = self._forward(xb)
-                n = len(xb)
-                total += n
-                loss_sum += self.loss_func(pred, yb).item() * n
-                for i, m in enumerate(self.metric_fns):
-                    metric_sums[i] += float(m(pred, yb)) * n
-        if self.dist is not None:  # each process saw its share of the set: add the shares up
-            total, loss_sum, *metric_sums = self.dist.all_sum([total, loss_sum, *metric_sums])
-        result["valid_loss"] = loss_sum / total if total else None
+            for self.xb, self.yb in self._batches(dl):
+                self._event("before_batch")
+                self.pred = self.forward(self.xb)
+                if score:
+                    self.loss = self.loss_func(self.pred, self.yb)
+                    self._event("after_loss")
+                    n = len(self.xb)
+                    sums[0] += n
+                    sums[1] += self.loss.item() * n
+                    for i, m in enumerate(self.metric_fns, start=2):
+                        sums[i] += float(m(self.pred, self.yb)) * n
+                if keep:
+                    preds.append(self.pred.cpu())
+                    targs.append(self.yb.cpu())
+                self._event("after_batch")
+        return sums, preds, targs
+
+    @contextlib.contextmanager
+    def _eval_callbacks(self):
+        """Inside `fit`, evaluation events go to that fit's callbacks; outside, to the learner's own (not the
+        LR finder or schedule of the last fit)."""
+        if self._fitting:
+            yield
+            return
+        last_fit = self.fit_callbacks
+        self._cbs = sorted(self.callbacks, key=lambda c: c.order)
+        try:
+            yield
+        finally:
+            self._cbs = last_fit
+
+    def validate(self) -> dict:
+        """Validation loss and metrics of the current model, each averaged over the items (batch-size weighted);
+        `train_loss` is the last smoothed training loss. After the loop, the `after_validate` event may change
+        `learn.valid_sums` (distributed training adds up the processes' shares there)."""
+        with self._eval_callbacks():
+            self.valid_sums, _, _ = self._evaluate(self.data.valid_dl)
+            self._event("after_validate")
+        total, loss_sum, *metric_sums = self.valid_sums
+        result = {"train_loss": self.recorder.smooth_losses[-1] if self.recorder.smooth_losses else None,
+                  "valid_loss": loss_sum / total if total else None}
         for m, s in zip(self.metric_fns, metric_sums):
             result[m.name] = s / total if total else None
         return result
-
-    def validate(self) -> dict:
-        """Validation loss and metrics of the current model."""
-        return self._validate()
 
     # --- several processes ---------------------------------------------------------------------------
     def to_distributed(self, sync_bn: bool = False, timeout: float | None = None) -> "Learner":
@@ -318,17 +351,12 @@ class Learner:
         return self
 
     # --- predictions ------------------------------------------------------------------------------
-    def get_preds(self, ds_type: str = "valid", activ: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(predictions, targets) for a whole set, in the set's order; `activ` applies softmax/sigmoid."""
-        return self._preds(self.data.ordered_dl(ds_type), activ)
-
-    def _preds(self, dl, activ: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        self.model.eval()
-        preds, targs = [], []
-        with torch.no_grad():
-            for xb, yb in self._batches(dl):
-                preds.append(self._forward(xb).cpu())
-                targs.append(yb.cpu())
+    def get_preds(self, ds_type: str = "valid", activ: bool = True, dl=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predictions, targets) for a whole set, in the set's order; `activ` applies softmax/sigmoid. `dl`: any
+        other loader instead, e.g. `learn.data.items_dl(paths)` for new items."""
+        dl = dl if dl is not None else self.data.ordered_dl(ds_type)
+        with self._eval_callbacks():
+            _, preds, targs = self._evaluate(dl, score=False, keep=True)
         preds = torch.cat(preds)
         return (self.data.train_ds.y.activation(preds) if activ else preds), torch.cat(targs)
 
@@ -337,7 +365,7 @@ class Learner:
         with the training augmentations."""
         preds, targs = self.get_preds(ds_type)
         aug_dl = self.data.ordered_dl(ds_type, augment=True)
-        aug = torch.stack([self._preds(aug_dl)[0] for _ in range(n)]).mean(0)
+        aug = torch.stack([self.get_preds(dl=aug_dl)[0] for _ in range(n)]).mean(0)
         return beta * preds + (1 - beta) * aug, targs
 
     def show_results(self, ds_type: str = "valid", rows: int = 3, **kwargs) -> None:
@@ -345,7 +373,7 @@ class Learner:
         xb, yb = next(iter(self.data.ordered_dl(ds_type)))
         self.model.eval()
         with torch.no_grad():
-            preds = self.data.train_ds.y.activation(self._forward(xb).cpu())
+            preds = self.data.train_ds.y.activation(self.forward(xb).cpu())
         self.data.train_ds.x.show_results(self.data.denorm(xb).cpu(), yb.cpu(), preds, self.data.train_ds.y,
                                           rows=rows, **kwargs)
 
@@ -357,7 +385,7 @@ class Learner:
         xb = self.data.one_item(item)
         self.model.eval()
         with torch.no_grad():
-            probs = self.data.train_ds.y.activation(self._forward(xb).cpu())[0]
+            probs = self.data.train_ds.y.activation(self.forward(xb).cpu())[0]
         return self.data.train_ds.y.predict_result(probs, **self.data.item_context(item), **kwargs)
 
     # --- persistence ------------------------------------------------------------------------------
@@ -380,7 +408,7 @@ class Learner:
                                     f"{sorted(p.stem for p in f.parent.glob('*.pth')) if f.parent.is_dir() else 'none'}"
                                     ".")
         state = safe_load(f, map_location=self.data.device)
-        _load_weights(self.model, state["model"], f, strict)
+        load_weights(self.model, state["model"], f, _REBUILD, strict=strict)
         _warn_other_classes(state.get("classes"), self.data.classes, f)
         if "opt" in state:
             try:
@@ -408,13 +436,8 @@ class Learner:
             self.dist.on_main(lambda: atomic_save(state, f))
 
 
-def _load_weights(model: nn.Module, state: dict, f: Path, strict: bool) -> None:
-    try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as e:
-        raise RuntimeError(f"The weights in {f} do not fit this model: it was saved from a model with another "
-                           "architecture or another number of classes. Rebuild the learner as it was when "
-                           f"you saved, or train afresh.\n(details: {_first_mismatch(e)})") from e
+_REBUILD = ("It was saved from a model with another architecture or another number of classes: rebuild the "
+            "learner as it was when you saved, or train afresh.")
 
 
 def _warn_other_classes(saved, current, f: Path) -> None:
@@ -424,12 +447,6 @@ def _warn_other_classes(saved, current, f: Path) -> None:
                       f"{list(current)}: its predictions will use the new names for what was learned about the old "
                       "ones. Label the data as when you saved (same classes, same order), or train afresh.",
                       stacklevel=3)
-
-
-def _first_mismatch(e: RuntimeError) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln),
-                lines[0])
 
 
 def model_builder(spec: dict) -> Callable[[dict], nn.Module]:
@@ -453,5 +470,5 @@ def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.devi
     data = DataBunch.from_state(state["data"], f.parent, device=torch.device(device) if device else None)
     check_classes_fit(data.classes, spec.get("n_out"), f)
     model = builder(spec)
-    _load_weights(model, state["model"], f, strict=True)
+    load_weights(model, state["model"], f, _REBUILD)
     return Learner(data, model, path=f.parent, model_spec=spec)

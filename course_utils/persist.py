@@ -23,7 +23,8 @@ from typing import BinaryIO
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write", "safe_load", "export_digest", "seal_export", "check_export", "MODEL_BUILDERS"]
+__all__ = ["atomic_save", "atomic_write", "safe_load", "load_weights", "export_digest", "seal_export", "check_export",
+           "MODEL_BUILDERS"]
 
 # The functions an export may name to rebuild its model: the package's own builders, nothing else, so a
 # crafted file cannot make `load_learner` call any other importable function. A new builder is added here.
@@ -124,6 +125,19 @@ def safe_load(f: Path, map_location: torch.device | str = "cpu"):
             "elsewhere, ask for a plain state_dict of tensors.") from e
     except (RuntimeError, EOFError, KeyError) as e:
         raise _unreadable(f, e) from e
+
+
+def load_weights(module: torch.nn.Module, state: dict, f: Path, fix: str, what: str = "weights",
+                 strict: bool = True) -> None:
+    """`module.load_state_dict(state)`; when they do not fit, a RuntimeError naming the file `f`, the first
+    mismatched layer and `fix` (what to do about it). `what` names the file's contents in the message."""
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln or "Unexpected key" in ln),
+                     lines[0] if lines else str(e))
+        raise RuntimeError(f"The {what} in {f} do not fit this model. {fix}\n(details: {first})") from e
 
 
 def _is_pickle(f: Path) -> bool:

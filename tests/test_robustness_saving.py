@@ -193,3 +193,15 @@ def test_an_export_without_a_checksum_loads_with_a_warning(exported):
     with pytest.warns(UserWarning, match="no checksum"):
         learn = load_learner(f)
     assert learn.data.classes == data.classes
+
+
+def test_load_weights_names_the_file_the_first_mismatch_and_the_fix(tmp_path):
+    from course_utils.persist import load_weights
+
+    f = tmp_path / "w.pth"
+    saved = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).state_dict()
+    with pytest.raises(RuntimeError) as e:
+        load_weights(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5)), saved, f, "Use the same head.", what="head")
+    msg = str(e.value)
+    assert msg.startswith(f"The head in {f} do not fit this model. Use the same head.")
+    assert "size mismatch for 1.weight" in msg and msg.count("size mismatch") == 1

@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from ..callbacks import Callback
-from ..learner import Learner, atomic_save, safe_load
+from ..learner import Learner
 from ..metrics import accuracy
+from ..persist import atomic_save, load_weights, safe_load
 from .data import TextClasDataBunch, TextLMDataBunch
 from .models import AWD_LSTM, clas_layer_groups, get_language_model, lm_layer_groups, load_wt103, text_classifier_model
 from .tokenize import BOS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK
@@ -71,12 +72,8 @@ class RNNLearner(Learner):
         if not f.is_file():
             raise FileNotFoundError(f"No saved encoder {f}; call save_encoder('{name}') on the language model first.")
         state = safe_load(f, map_location=self.data.device)
-        try:
-            self.encoder.load_state_dict(state)
-        except RuntimeError as e:
-            raise RuntimeError(f"The encoder in {f} does not fit this model: build the classifier data with the "
-                               "language model's vocabulary (`vocab=data_lm.vocab`) and the same AWD_LSTM config.\n"
-                               f"({e})") from e
+        load_weights(self.encoder, state, f, "Build the classifier data with the language model's vocabulary "
+                     "(`vocab=data_lm.vocab`) and the same AWD_LSTM config.", what="encoder weights")
         self.freeze()
         return self
 

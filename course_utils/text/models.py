@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..download import download_dataset
-from ..learner import safe_load
+from ..persist import load_weights, safe_load
 
 __all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout", "WeightDropLSTM",
            "LinearDecoder", "SequentialRNN", "MultiBatchEncoder", "PoolingLinearClassifier", "get_language_model",
@@ -295,10 +295,6 @@ def load_wt103(model: SequentialRNN, itos: list[str], fnames: tuple[Path, Path] 
     target = model
     if isinstance(model[0], MultiBatchEncoder):  # a classifier: only the encoder is pretrained
         target, sd = model[0], {f"module.{k[2:]}": v for k, v in sd.items() if k.startswith("0.")}
-    try:
-        target.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise RuntimeError(f"The WT103 weights in {wf} do not fit this model: they need the lesson's AWD_LSTM sizes "
-                           f"({awd_lstm_lm_config['emb_sz']}/{awd_lstm_lm_config['n_hid']}/"
-                           f"{awd_lstm_lm_config['n_layers']}). Remove `config=` or use pretrained=False.\n"
-                           f"({e})") from e
+    load_weights(target, sd, wf, "They need the lesson's AWD_LSTM sizes ("
+                 f"{awd_lstm_lm_config['emb_sz']}/{awd_lstm_lm_config['n_hid']}/{awd_lstm_lm_config['n_layers']}): "
+                 "remove `config=` or use pretrained=False.", what="WT103 weights")
