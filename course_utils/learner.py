@@ -420,8 +420,9 @@ class Learner:
     def export(self, fname: str = "export.pkl") -> Path:
         """Write what inference needs (model, classes, transforms, normalisation) to `path/fname`."""
         if self.model_spec is None:
-            raise ValueError("This model was not built by cnn_learner/unet_learner, so export cannot rebuild it; "
-                             "use learn.save() and rebuild the model yourself.")
+            raise ValueError("This model was not built by one of the course's learner builders (cnn_learner, "
+                             "unet_learner, language_model_learner, text_classifier_learner), so export cannot "
+                             "rebuild it; use learn.save() and rebuild the model yourself.")
         state = {"model_spec": self.model_spec, "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
                  "data": self.data.export_state()}
         f = self.path / fname
@@ -449,9 +450,10 @@ def _warn_other_classes(saved, current, f: Path) -> None:
                       stacklevel=3)
 
 
-def model_builder(spec: dict) -> Callable[[dict], nn.Module]:
-    """The function a `model_spec` names ("module:function") to build its model; `check_export` vets it first."""
-    module, _, name = spec["builder"].partition(":")
+def model_builder(spec: dict, key: str = "builder") -> Callable:
+    """What a `model_spec` names ("module:name") under `key`: the function that builds its model ("builder"), or
+    the Learner class to load it in ("learner"); `check_export` vets both first."""
+    module, _, name = spec[key].partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -471,4 +473,5 @@ def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.devi
     check_classes_fit(data.classes, spec.get("n_out"), f)
     model = builder(spec)
     load_weights(model, state["model"], f, _REBUILD)
-    return Learner(data, model, path=f.parent, model_spec=spec)
+    learner_cls = model_builder(spec, "learner") if spec.get("learner") else Learner
+    return learner_cls(data, model, path=f.parent, model_spec=spec)

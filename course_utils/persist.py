@@ -24,12 +24,15 @@ from typing import BinaryIO
 import torch
 
 __all__ = ["atomic_save", "atomic_write", "safe_load", "load_weights", "export_digest", "seal_export", "check_export",
-           "MODEL_BUILDERS"]
+           "MODEL_BUILDERS", "LEARNER_CLASSES"]
 
 # The functions an export may name to rebuild its model: the package's own builders, nothing else, so a
 # crafted file cannot make `load_learner` call any other importable function. A new builder is added here.
 MODEL_BUILDERS = frozenset({"course_utils.vision.models:cnn_model", "course_utils.vision.unet:unet_model",
-                            "course_utils.text.models:text_classifier_model"})
+                            "course_utils.text.models:text_classifier_model",
+                            "course_utils.text.models:language_model"})
+# The Learner classes an export may ask `load_learner` for (its spec's "learner"; plain `Learner` without one).
+LEARNER_CLASSES = frozenset({"course_utils.text.learner:LanguageLearner"})
 
 # What every export has had since exports began; a file without one of them was written by another version.
 EXPORT_KEYS = {"model_spec": ("builder",), "data": ("x_cls", "y_cls", "y_state", "tfms", "tfm_kwargs", "norm")}
@@ -186,6 +189,11 @@ def check_export(state: dict, f: Path) -> None:
         raise ValueError(f"{f}: the model builder {builder!r} is not one of the course's model builders "
                          f"({', '.join(sorted(MODEL_BUILDERS))}), so the file was not made by learn.export(); "
                          "it was refused without running anything.")
+    learner = state["model_spec"].get("learner")
+    if learner is not None and learner not in LEARNER_CLASSES:
+        raise ValueError(f"{f}: the learner class {learner!r} is not one of the course's "
+                         f"({', '.join(sorted(LEARNER_CLASSES))}), so the file was not made by "
+                         "learn.export(); it was refused without running anything.")
 
 
 def _check_keys(state: dict, f: Path) -> None:

@@ -172,3 +172,30 @@ def test_convert_weights_accepts_a_bare_state_dict(wt103):
     res = convert_weights(sd, old_itos, old_itos)
     assert "0.encoder_dp.emb.weight" not in res and "0.rnns.0.weight_hh_l0_raw" not in res
     assert torch.equal(res["0.encoder.weight"], sd["0.encoder.weight"])
+
+
+def test_a_language_model_exports_and_loads_as_a_language_learner_that_writes_the_same(lm_learn, tmp_path):
+    from course_utils.learner import load_learner
+    from course_utils.text.learner import LanguageLearner
+
+    lm_learn.fit(1, 1e-2, progress=False)
+    f = lm_learn.export("lm.pkl")
+    loaded = load_learner(f, device="cpu")
+    assert type(loaded) is LanguageLearner and loaded.data.vocab.itos == lm_learn.data.vocab.itos
+    texts = []
+    for learn in (lm_learn, loaded):
+        torch.manual_seed(3)
+        texts.append(learn.predict("The film was", n_words=5))
+    assert texts[0] == texts[1] and len(texts[0]) > len("The film was")
+
+
+def test_an_export_asking_for_another_learner_class_is_refused(lm_learn):
+    from course_utils.learner import load_learner
+    from course_utils.persist import seal_export
+
+    f = lm_learn.export("lm.pkl")
+    state = torch.load(f, weights_only=True)
+    state["model_spec"]["learner"] = "os:system"
+    torch.save(seal_export({k: v for k, v in state.items() if k != "sha256"}), f)
+    with pytest.raises(ValueError, match="learner class 'os:system' is not one of the course's"):
+        load_learner(f)

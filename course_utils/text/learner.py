@@ -15,7 +15,7 @@ from ..learner import Learner
 from ..metrics import accuracy
 from ..persist import atomic_save, load_weights, safe_load
 from .data import TextClasDataBunch, TextLMDataBunch
-from .models import AWD_LSTM, clas_layer_groups, get_language_model, lm_layer_groups, load_wt103, text_classifier_model
+from .models import AWD_LSTM, clas_layer_groups, language_model, lm_layer_groups, load_wt103, text_classifier_model
 from .tokenize import BOS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK
 
 __all__ = ["RNNRegularizer", "RNNLearner", "LanguageLearner", "language_model_learner", "text_classifier_learner",
@@ -139,9 +139,12 @@ def language_model_learner(data: TextLMDataBunch, arch: type, *, pretrained: boo
     WikiText-103 model (downloaded once), its embedding remapped to our vocabulary, and is frozen to the
     last layer group (the embedding and decoder)."""
     _arch_check(arch)
-    model = get_language_model(len(data.vocab), config, drop_mult)
+    spec = {"builder": "course_utils.text.models:language_model",
+            "learner": "course_utils.text.learner:LanguageLearner", "vocab_sz": len(data.vocab),
+            "config": dict(config) if config else None, "drop_mult": drop_mult}
+    model = language_model(spec)
     return _awd_lstm_learner(LanguageLearner, data, model, lm_layer_groups(model), pretrained, pretrained_fnames,
-                             metrics, wd=wd, **kwargs)
+                             metrics, wd=wd, model_spec=spec, **kwargs)
 
 
 def text_classifier_learner(data: TextClasDataBunch, arch: type, *, pretrained: bool = True, metrics=None,

@@ -20,7 +20,8 @@ from ..persist import load_weights, safe_load
 
 __all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout", "WeightDropLSTM",
            "LinearDecoder", "SequentialRNN", "MultiBatchEncoder", "PoolingLinearClassifier", "get_language_model",
-           "get_text_classifier", "text_classifier_model", "lm_layer_groups", "clas_layer_groups", "WT103_FWD_URL",
+           "get_text_classifier", "language_model", "text_classifier_model", "lm_layer_groups", "clas_layer_groups",
+           "WT103_FWD_URL",
            "wt103_files", "load_wt103", "convert_weights"]
 
 # The lesson's sizes and dropouts (REFERENCE 6.3); `drop_mult` scales every *_p.
@@ -214,6 +215,12 @@ def get_text_classifier(vocab_sz: int, n_class: int, config: dict | None = None,
     encoder = MultiBatchEncoder(bptt, max_len, AWD_LSTM(vocab_sz, **cfg), pad_idx=cfg["pad_token"])
     head = PoolingLinearClassifier([3 * cfg["emb_sz"]] + lin_ftrs + [n_class], [output_p] + ps)
     return SequentialRNN(encoder, head)
+
+
+def language_model(spec: dict) -> SequentialRNN:
+    """The language model `language_model_learner` built, from its spec (plain values); what `load_learner`
+    rebuilds."""
+    return get_language_model(spec["vocab_sz"], spec["config"], spec["drop_mult"])
 
 
 def text_classifier_model(spec: dict) -> SequentialRNN:
