@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 from PIL import Image
 
-from ..data_block import ItemList, TargetList
+from ..data_block import ItemList, TargetList, TransformConfig
 from ..metrics import mse
 from .data import ImageList
 from .image import image_to_tensor, show_image
@@ -146,12 +146,12 @@ class PointsItemList(ImageList):
     def _label_cls(self, labels, kwargs):
         return PointsLabelList
 
-    def item_context(self, item, tfms: ImageTransforms | None = None, size=None, resize_method: str | None = None,
-                     **kwargs) -> dict:
+    def item_context(self, item, tfms: ImageTransforms | None = None, cfg: TransformConfig = TransformConfig()
+                     ) -> dict:
         """The validation transform of a raw image, so `predict` can map its point back to the image's pixels."""
         img = self.open_item(item)
         try:
-            return {"plan": sample_plan(tfms, (img.height, img.width), size, resize_method, train=False)}
+            return {"plan": sample_plan(tfms, (img.height, img.width), cfg.size, cfg.resize_method, train=False)}
         finally:
             img.close()
 
