@@ -4,7 +4,6 @@ bounding boxes in boxes.py; each of those item lists is an `ImageList` whose lab
 follows the image (`TargetList.check_target`, `draw_plan`, `transform_target`)."""
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from collections import defaultdict
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 from ..data_block import ItemList, TargetList, TransformConfig
 from .batch import augment_batch, plan_params, resample_batch
 from .cache import ImageCache
-from .image import image_extensions, image_size, load_rgb, open_image, open_lazy, show_image
+from .image import image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
 __all__ = ["ImageList", "imagenet_stats"]
@@ -225,14 +224,9 @@ class ImageList(ItemList):
     def show_xys(self, xs: torch.Tensor, ys: torch.Tensor, y_list: TargetList, rows: int = 3,
                  figsize: tuple | None = None, **kwargs) -> None:
         """A rows x rows grid of images titled with their labels."""
-        n = min(len(xs), rows * rows)
-        rows = math.ceil(math.sqrt(n))
-        fig, axes = plt.subplots(rows, rows, figsize=figsize or (2.6 * rows, 2.6 * rows), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            if i < n:
-                show_image(xs[i], ax=ax, title=y_list.label_str(ys[i]))
-            else:
-                ax.axis("off")
+        fig, axes = image_grid(min(len(xs), rows * rows), (2.6, 2.6), figsize)
+        for i, ax in enumerate(axes):
+            show_image(xs[i], ax=ax, title=y_list.label_str(ys[i]))
         fig.tight_layout()
 
 
