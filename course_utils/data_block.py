@@ -8,11 +8,13 @@ Vision and text subclass `ItemList`; this module knows nothing about images or w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from .config import default_device, default_num_workers
 from .tables import column_name, read_csv
 
-__all__ = ["ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch", "CategoryList",
+__all__ = ["TransformConfig", "ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch", "CategoryList",
            "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize"]
 
 # Names from the lesson video that were renamed; looking one up says what to call instead.
@@ -34,6 +36,47 @@ RENAMED = {
     "label_from_csv": "label_from_df (after ImageList.from_csv)",
     "datasets": "transform(...).databunch(...)",
 }
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """The options `LabelLists.transform(tfms, size=..., ...)` was given for one set, besides the random
+    transforms themselves (`LabelList.tfms`), plus which side of the split the set is on. Frozen: a changed copy
+    is made with `dataclasses.replace(cfg, train=True)`.
+
+    - size: the output size in pixels, an int (square) or (height, width); None keeps each image's own size.
+    - resize_method: how an image is fitted to `size` (a `ResizeMethod`: crop, squish, pad or no); None: crop.
+    - tfm_y: whether the target moves with the image; None: the item list's own default (`tfm_y_default`).
+    - cache: keep each decoded, resized image for later epochs and stages (vision/cache.py).
+    - train: draw the random augmentations (the training set) or not (validation, test, `predict`); set per set
+      by `transform`, not one of its options.
+    Text items take none of these (a text set keeps the defaults)."""
+
+    size: int | tuple[int, int] | None = None
+    resize_method: str | None = None
+    tfm_y: bool | None = None
+    cache: bool = False
+    train: bool = True
+
+    @classmethod
+    def from_options(cls, options: dict, train: bool) -> "TransformConfig":
+        """The config for `transform`'s keyword options; an unknown one is refused with the known ones named."""
+        known = cls.option_names()
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise TypeError(f"transform() got unknown option(s) {', '.join(map(repr, unknown))}; its options are "
+                            f"{', '.join(known)} (e.g. `.transform(tfms, size=128, tfm_y=True)`). Options for the "
+                            "random transforms themselves go to get_transforms().")
+        return cls(**options, train=train)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The fields `transform` takes as keywords (all but `train`, which each set gets from the split)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "train")
+
+    def options(self) -> dict:
+        """The keyword options of `transform` that give this config (plain values, as exports store them)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "train"}
 
 
 class ItemList:
@@ -144,19 +187,20 @@ class ItemList:
     def _check_items(self) -> None:
         """Hook for subclasses to check items as soon as they are listed."""
 
-    def check_for_training(self, y_list: "TargetList | None" = None, **tfm_kwargs) -> list[str]:
+    def check_for_training(self, y_list: "TargetList | None" = None, cfg: TransformConfig = TransformConfig()
+                           ) -> list[str]:
         """Hook: one message (naming the item) per item that would stop training; images decode every file."""
         return []
 
-    def check_batchable(self, **tfm_kwargs) -> None:
-        """Hook: fail before training if these items, transformed with `tfm_kwargs`, cannot be stacked into
+    def check_batchable(self, cfg: TransformConfig = TransformConfig()) -> None:
+        """Hook: fail before training if these items, transformed as `cfg` says, cannot be stacked into
         batches (images override it: different sizes without `size=`)."""
 
     def _label_cls(self, labels: Sequence, kwargs: dict) -> type:
         """The target type for these labels; segmentation and points lists override it."""
         return _pick_label_cls(labels)
 
-    def apply_tfms(self, x, y, y_list: "TargetList", tfms, **kwargs):
+    def apply_tfms(self, x, y, y_list: "TargetList", tfms, cfg: TransformConfig):
         """Turn an opened item and its target into tensors (subclasses transform images here)."""
         return x, y
 
@@ -164,7 +208,7 @@ class ItemList:
         """A raw item given by the user (to `predict`) in the form `get` returns."""
         return item
 
-    def item_context(self, item, tfms=None, **tfm_kwargs) -> dict:
+    def item_context(self, item, tfms=None, cfg: TransformConfig = TransformConfig()) -> dict:
         """What decoding a prediction for the raw `item` needs to know about it, as keyword arguments for
         `predict_result` (nothing, except for points, which map back onto the item's own image)."""
         return {}
@@ -357,17 +401,23 @@ class LabelList(Dataset):
 
     def __init__(self, x: ItemList, y: "TargetList"):
         self.x, self.y = x, y
-        self.tfms, self.tfm_kwargs = None, {}
+        self.tfms = None
+        self.tfm_cfg: TransformConfig | None = None  # None: `transform` was never called; `cfg` gives the defaults
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, i: int):
         with _one_thread():
-            return self.x.apply_tfms(self.x.raw(i), self.y.get(i), self.y, self.tfms, **self.tfm_kwargs)
+            return self.x.apply_tfms(self.x.raw(i), self.y.get(i), self.y, self.tfms, self.cfg)
 
     def __repr__(self) -> str:
         return f"LabelList ({len(self)} items)\nx: {type(self.x).__name__}\ny: {self.y!r}\nPath: {self.x.path}"
+
+    @property
+    def cfg(self) -> TransformConfig:
+        """The transform options in force: those `transform` set (`tfm_cfg`), else the defaults."""
+        return self.tfm_cfg if self.tfm_cfg is not None else TransformConfig()
 
     @property
     def classes(self):
@@ -387,7 +437,7 @@ class PreparedItems(Dataset):
     def __getitem__(self, i: int):
         ds = self.ds
         with _one_thread():
-            return ds.x.prepare_tfms(ds.x.raw(i), ds.y.get(i), ds.y, ds.tfms, **ds.tfm_kwargs)
+            return ds.x.prepare_tfms(ds.x.raw(i), ds.y.get(i), ds.y, ds.tfms, ds.cfg)
 
 
 class LabelLists:
@@ -401,20 +451,21 @@ class LabelLists:
 
     def transform(self, tfms=(None, None), **kwargs) -> "LabelLists":
         """Attach (train, valid) transforms and options such as `size=`, `tfm_y=`; applied lazily per item.
+        The options (`TransformConfig`'s fields but `train`) become each set's `tfm_cfg`; unknown ones are refused.
 
         Item 0 of each set is transformed at once so a bad setting fails here, not mid-training."""
         tfms = tfms if tfms is not None else (None, None)
+        valid_cfg = TransformConfig.from_options(kwargs, train=False)
         res = copy.copy(self)
         res.train, res.valid = copy.copy(self.train), copy.copy(self.valid)
         res.train.tfms, res.valid.tfms = tfms[0], tfms[1]
-        res.train.tfm_kwargs = {**kwargs, "train": True}
-        res.valid.tfm_kwargs = {**kwargs, "train": False}
+        res.train.tfm_cfg, res.valid.tfm_cfg = dataclasses.replace(valid_cfg, train=True), valid_cfg
         if self.test is not None:
             res.test = copy.copy(self.test)
-            res.test.tfms, res.test.tfm_kwargs = tfms[1], {**kwargs, "train": False}
+            res.test.tfms, res.test.tfm_cfg = tfms[1], valid_cfg
         for ds in (res.train, res.valid, res.test):
             if ds is not None:
-                ds.x.check_batchable(**ds.tfm_kwargs)
+                ds.x.check_batchable(ds.cfg)
         for ds in (res.train, res.valid):
             if len(ds):
                 ds[0]
@@ -423,7 +474,7 @@ class LabelLists:
     def check_for_training(self) -> None:
         """Raise one error listing every item that would stop training (see `ItemList.check_for_training`)."""
         sets = [ds for ds in (self.train, self.valid, self.test) if ds is not None]
-        problems = [p for ds in sets for p in ds.x.check_for_training(ds.y, **ds.tfm_kwargs)]
+        problems = [p for ds in sets for p in ds.x.check_for_training(ds.y, ds.cfg)]
         if problems:
             n = sum(len(ds) for ds in sets)
             shown = "\n".join(f"  - {p}" for p in problems[:20])
@@ -437,7 +488,7 @@ class LabelLists:
         x = self.train.x.new(items)
         res = copy.copy(self)
         res.test = LabelList(x, EmptyLabelList.like_targets(self.train.y, len(x)))
-        res.test.tfms, res.test.tfm_kwargs = self.valid.tfms, {**self.valid.tfm_kwargs}
+        res.test.tfms, res.test.tfm_cfg = self.valid.tfms, self.valid.tfm_cfg
         return res
 
     def add_test_folder(self, test_folder: str = "test") -> "LabelLists":
@@ -452,7 +503,7 @@ class LabelLists:
         `check` first goes through every item as training will (for images: each file decoded once, which also
         fills the decode cache, masks and points checked) and lists every problem at once; `check=False` skips it."""
         for ds in (self.train, self.valid, self.test):
-            if ds is not None and not ds.tfm_kwargs:  # never transformed: `transform` did not check it
+            if ds is not None and ds.tfm_cfg is None:  # never transformed: `transform` did not check it
                 ds.x.check_batchable()
         if check:
             self.check_for_training()
@@ -700,6 +751,18 @@ def _subclass(base: type, name: str) -> type:
     raise ValueError(f"Unknown data type {name!r} in the exported file; import the module that defines it first.")
 
 
+def _cfg_from_state(options: dict, train: bool) -> TransformConfig:
+    """The exported `transform` options (`TransformConfig.options`) as one set's config. Older exports stored the
+    same plain dict, holding only the options `transform` was given: absent ones take their defaults."""
+    options = {k: v for k, v in options.items() if k != "train"}
+    unknown = [k for k in options if k not in TransformConfig.option_names()]
+    if unknown:
+        raise ValueError(f"The exported file's transform options hold {', '.join(map(repr, unknown))}, which this "
+                         "version of course_utils does not know: it was written by another version. Export the "
+                         "model again with this version (learn.export()).")
+    return TransformConfig.from_options(options, train=train)
+
+
 def _as_list(o) -> list:
     if o is None or (isinstance(o, float) and np.isnan(o)):
         return []
@@ -883,19 +946,19 @@ class DataBunch:
     def one_item(self, item) -> torch.Tensor:
         """One raw item (e.g. an image path) as a normalised batch of one, with the validation transforms."""
         ds = self.valid_ds
-        x, _ = ds.x.apply_tfms(ds.x.open_item(item), None, ds.y, ds.tfms, **{**ds.tfm_kwargs, "tfm_y": False})
+        x, _ = ds.x.apply_tfms(ds.x.open_item(item), None, ds.y, ds.tfms, dataclasses.replace(ds.cfg, tfm_y=False))
         return self.process_batch(x[None], torch.zeros(1))[0]
 
     def item_context(self, item) -> dict:
         """How the validation transforms treat one raw item, to decode its prediction (`ItemList.item_context`)."""
         ds = self.valid_ds
-        return ds.x.item_context(item, ds.tfms, **ds.tfm_kwargs)
+        return ds.x.item_context(item, ds.tfms, ds.cfg)
 
     def items_dl(self, items: Iterable) -> DeviceDataLoader:
         """A loader over new, unlabelled items (e.g. a test folder), in order, with the validation transforms."""
         x = self.train_ds.x.new(items)
         ds = LabelList(x, EmptyLabelList.like_targets(self.train_ds.y, len(x)))
-        ds.tfms, ds.tfm_kwargs = self.valid_ds.tfms, {**self.valid_ds.tfm_kwargs, "tfm_y": False}
+        ds.tfms, ds.tfm_cfg = self.valid_ds.tfms, dataclasses.replace(self.valid_ds.cfg, tfm_y=False)
         return self._loader(ds, self.val_bs, shuffle=False)
 
     def ordered_dl(self, ds_type: str = "valid", augment: bool = False) -> DeviceDataLoader:
@@ -903,7 +966,7 @@ class DataBunch:
         ds = self.dl(ds_type).dataset
         if augment:
             ds = copy.copy(ds)
-            ds.tfms, ds.tfm_kwargs = self.train_ds.tfms, {**ds.tfm_kwargs, "train": True}
+            ds.tfms, ds.tfm_cfg = self.train_ds.tfms, dataclasses.replace(ds.cfg, train=True)
         return self._loader(ds, self.val_bs, shuffle=False)
 
     def export_state(self) -> dict:
@@ -913,7 +976,7 @@ class DataBunch:
                 "x_cls": type(self.train_ds.x).__name__, "y_cls": type(self.train_ds.y).__name__,
                 "y_state": self.train_ds.y.state(),
                 "tfms": [None if t is None else t.state() for t in tfms],
-                "tfm_kwargs": {k: v for k, v in self.valid_ds.tfm_kwargs.items() if k != "train"},
+                "tfm_kwargs": self.valid_ds.cfg.options(),  # the key's name from before it was a TransformConfig
                 "norm": None if self.norm is None else self.norm.state()}
 
     @classmethod
@@ -928,7 +991,7 @@ class DataBunch:
         for train, tfm in zip((False, True), state["tfms"]):
             ds = LabelList(x_cls([], path), y)
             ds.tfms = None if tfm is None else x_cls.tfms_from_state(tfm)
-            ds.tfm_kwargs = {**state["tfm_kwargs"], "train": train}
+            ds.tfm_cfg = _cfg_from_state(state["tfm_kwargs"], train)
             sets.append(ds)
         data = cls(sets[1], sets[0], bs=1, num_workers=0, device=device, path=path)
         if state["norm"] is not None:

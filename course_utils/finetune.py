@@ -11,6 +11,7 @@ to NEW_EXPORT, never over an existing file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +130,8 @@ def finetune_data(learn: Learner, train: tuple[list, list], valid: tuple[list, l
                                                                            **kwargs)
     if text:
         return src.databunch(bs=min(bs, n), num_workers=0, device=exported.device)
-    tfm_kwargs = {**exported.valid_ds.tfm_kwargs, "cache": False}  # feedback images: nothing worth caching
-    tfm_kwargs.pop("train", None)
-    src = src.transform((exported.train_ds.tfms, exported.valid_ds.tfms), **tfm_kwargs)
+    cfg = dataclasses.replace(exported.valid_ds.cfg, cache=False)  # feedback images: nothing worth caching
+    src = src.transform((exported.train_ds.tfms, exported.valid_ds.tfms), **cfg.options())
     data = src.databunch(bs=min(bs, n), num_workers=0, device=exported.device)
     data.norm = exported.norm
     return data

@@ -16,7 +16,7 @@ import torch
 from .data_block import CategoryList, MultiCategoryList
 from .learner import Learner
 from .metrics import fbeta
-from .vision.image import show_image
+from .vision.image import image_grid, show_image
 
 __all__ = ["Interpretation", "ThresholdResult", "tune_thresholds", "choose_thresholds", "held_out_gains",
            "best_threshold", "write_submission"]
@@ -57,16 +57,12 @@ class Interpretation:
         """The k worst items: image, prediction, truth and loss (drawn, not returned: Jupyter would draw twice)."""
         losses, idxs = self.top_losses(k)
         ds = self.learn.data.dl(self.ds_type).dataset
-        cols = min(3, len(idxs))
-        rows = int(np.ceil(len(idxs) / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=figsize or (3.4 * cols, 3.6 * rows), squeeze=False)
-        for ax, loss, i in zip(axes.flat, losses, idxs.tolist()):
+        fig, axes = image_grid(len(idxs), (3.4, 3.6), figsize, cols=min(3, len(idxs)), fit_rows=True)
+        for ax, loss, i in zip(axes, losses, idxs.tolist()):
             x, y = ds[i]
             title = (f"pred: {self.y_list.label_str(self.preds[i])}\ntrue: {self.y_list.label_str(y)}\n"
                      f"loss {loss:.2f}")
             show_image(x, ax=ax, title=title)
-        for ax in list(axes.flat)[len(idxs):]:
-            ax.axis("off")
         fig.tight_layout()
 
     def confusion_matrix(self) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch.nn as nn
 from PIL import Image
 
 from conftest import COLOURS, N_PLANET, N_TRAIN_PER_CLASS, N_VALID_PER_CLASS, PLANET_CLASSES, PLANET_TINY, planet_tags
-from course_utils.data_block import CategoryList, MultiCategoryList
+from course_utils.data_block import CategoryList, MultiCategoryList, TransformConfig
 from course_utils.vision import ImageList, get_transforms, imagenet_stats
 
 
@@ -358,6 +358,23 @@ def test_transform_checks_the_first_item_immediately(planet_src):
     """A bad setting fails at `transform`, not in the middle of training."""
     with pytest.raises(ValueError):
         planet_src.transform(get_transforms(), size="big")
+
+
+def test_transform_options_become_one_frozen_config_per_set(planet_src):
+    import dataclasses
+
+    ls = planet_src.transform(get_transforms(), size=32, cache=True)
+    assert ls.train.tfm_cfg == TransformConfig(size=32, cache=True, train=True)
+    assert ls.valid.tfm_cfg == dataclasses.replace(ls.train.tfm_cfg, train=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ls.valid.tfm_cfg.train = True
+
+
+@pytest.mark.parametrize("bogus", ["bogus", "train", "max_zoom"])
+def test_an_unknown_transform_option_is_refused_naming_it_and_the_known_ones(planet_src, bogus):
+    with pytest.raises(TypeError, match=rf"unknown option\(s\) '{bogus}'; its options are size, resize_method, "
+                                        r"tfm_y, cache.*get_transforms"):
+        planet_src.transform(get_transforms(), size=32, **{bogus: 1})
 
 
 def test_numpy_string_classes_become_plain_strings_so_exports_load_safely():

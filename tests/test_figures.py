@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from course_utils import progress
-from course_utils.vision.image import wrap_title
+from course_utils.vision.image import image_grid, wrap_title
 
 
 # --- titles ----------------------------------------------------------------------------------------------
@@ -30,6 +30,24 @@ def test_show_batch_titles_of_neighbouring_images_do_not_overlap(planet_data):
     assert len(boxes) >= 2
     overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
     assert not overlaps, f"{len(overlaps)} pairs of titles overlap"
+
+
+@pytest.mark.parametrize("n, kwargs, shape, size", [
+    (5, {}, (3, 3), (7.5, 6.0)),  # show_batch: a square grid, the unused cells hidden
+    (9, {}, (3, 3), (7.5, 6.0)),
+    (5, {"fit_rows": True, "extra_height": 0.5}, (2, 3), (7.5, 4.5)),  # segmentation: only the rows used
+    (4, {"cols": 3, "fit_rows": True}, (2, 3), (7.5, 4.0)),  # plot_top_losses: three columns
+])
+def test_image_grid_gives_the_first_n_axes_and_hides_the_rest(n, kwargs, shape, size):
+    fig, axes = image_grid(n, (2.5, 2.0), **kwargs)
+    try:
+        assert len(axes) == n and len(fig.axes) == shape[0] * shape[1]
+        assert axes[0].get_subplotspec().get_geometry()[:2] == shape
+        assert [ax.axison for ax in fig.axes] == [True] * n + [False] * (len(fig.axes) - n)
+        assert tuple(fig.get_size_inches()) == pytest.approx(size)
+        assert tuple(image_grid(n, (2.5, 2.0), figsize=(4, 3), **kwargs)[0].get_size_inches()) == (4, 3)
+    finally:
+        plt.close("all")
 
 
 # --- progress --------------------------------------------------------------------------------------------

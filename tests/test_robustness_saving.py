@@ -187,6 +187,25 @@ def test_an_export_from_an_older_version_gets_a_plain_message(exported):
         load_learner(f)
 
 
+def test_an_export_with_the_older_transform_options_layout_loads_the_same(exported):
+    """Exports once stored only the options `transform` was given, as a plain dict (the key is still `tfm_kwargs`)."""
+    f, data = exported
+    new = load_learner(f)
+    _rewrite(f, lambda s: s["data"].update(tfm_kwargs={"size": 32}))
+    old = load_learner(f)
+    assert old.data.valid_ds.tfm_cfg == new.data.valid_ds.tfm_cfg == data.valid_ds.tfm_cfg
+    assert old.data.train_ds.tfm_cfg == data.train_ds.tfm_cfg
+    img = next(data.train_ds.x.path.glob("train-jpg/*.jpg"))
+    assert torch.equal(old.data.one_item(img), data.one_item(img))
+
+
+def test_an_export_with_an_unknown_transform_option_is_refused_plainly(exported):
+    f, _ = exported
+    _rewrite(f, lambda s: s["data"]["tfm_kwargs"].update(zoom=2))
+    with pytest.raises(ValueError, match=r"transform options hold 'zoom'.*another version.*Export the model again"):
+        load_learner(f)
+
+
 def test_an_export_without_a_checksum_loads_with_a_warning(exported):
     f, data = exported
     _rewrite(f, lambda s: s.pop("sha256"), reseal=False)

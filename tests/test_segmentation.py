@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import N_SEG, N_SEG_VALID, SEG_CODES, SEG_COLOURS, camvid_src
+from course_utils.data_block import TransformConfig
 from course_utils.learner import Metric, load_learner
 from course_utils.metrics import masked_accuracy
 from course_utils.vision import SegmentationItemList, get_transforms, imagenet_stats, open_mask, unet_learner
@@ -71,7 +72,7 @@ def test_lighting_changes_the_image_but_never_the_mask(camvid_path):
     x, y = data.train_ds[0]
     assert torch.equal(y, data.train_ds.y.get(0))
     assert not torch.allclose(x, data.valid_ds.x.apply_tfms(data.train_ds.x.get(0), None, data.train_ds.y, None,
-                                                             size=64, tfm_y=False)[0])
+                                                             TransformConfig(size=64, tfm_y=False))[0])
 
 
 def test_the_mask_is_resized_with_nearest_neighbour_like_its_image(camvid_path):

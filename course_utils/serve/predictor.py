@@ -66,8 +66,7 @@ class Predictor:
 
     def info(self) -> dict:
         """What the model is: its kind, classes and input size (for GET /info and the page)."""
-        tfm = self.learn.data.valid_ds.tfm_kwargs
-        size = tfm.get("size")
+        size = self.learn.data.valid_ds.cfg.size
         res = {"kind": self.kind, "classes": self.classes, "export": self.export.name,
                "input_size": list(size) if isinstance(size, (tuple, list)) else size,
                "input": "text" if self.kind == "text" else "image"}

@@ -27,7 +27,7 @@ from torch.utils.data import default_collate
 
 from ..data_block import ItemList, TargetList
 from .data import ImageList
-from .image import show_image
+from .image import image_grid, show_image
 from .transforms import TransformPlan
 
 __all__ = ["get_annotations", "ObjectItemList", "ObjectCategoryList", "bb_pad_collate", "move_boxes",
@@ -253,17 +253,11 @@ class ObjectItemList(ImageList):
     def show_xys(self, xs, ys, y_list: TargetList, rows: int = 3, figsize: tuple | None = None, **kwargs) -> None:
         """A rows x rows grid of images with their boxes drawn and named (padding boxes are not drawn)."""
         boxes, ids = ys
-        n = min(len(xs), rows * rows)
-        rows = math.ceil(math.sqrt(n))
-        fig, axes = plt.subplots(rows, rows, figsize=figsize or (3 * rows, 3 * rows), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            if i < n:
-                real = ids[i] != 0
-                names = [y_list.classes[k] for k in ids[i][real].tolist()]
-                show_boxes(xs[i], unit_to_pixels(boxes[i][real], xs[i].shape[-2:]), names, ax=ax,
-                           classes=y_list.classes)
-            else:
-                ax.axis("off")
+        fig, axes = image_grid(min(len(xs), rows * rows), (3, 3), figsize)
+        for i, ax in enumerate(axes):
+            real = ids[i] != 0
+            names = [y_list.classes[k] for k in ids[i][real].tolist()]
+            show_boxes(xs[i], unit_to_pixels(boxes[i][real], xs[i].shape[-2:]), names, ax=ax, classes=y_list.classes)
         fig.tight_layout()
 
 

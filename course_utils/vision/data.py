@@ -4,7 +4,6 @@ bounding boxes in boxes.py; each of those item lists is an `ImageList` whose lab
 follows the image (`TargetList.check_target`, `draw_plan`, `transform_target`)."""
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from collections import defaultdict
@@ -16,10 +15,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data_block import ItemList, TargetList
+from ..data_block import ItemList, TargetList, TransformConfig
 from .batch import augment_batch, plan_params, resample_batch
 from .cache import ImageCache
-from .image import image_extensions, image_size, load_rgb, open_image, open_lazy, show_image
+from .image import image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
 __all__ = ["ImageList", "imagenet_stats"]
@@ -89,39 +88,39 @@ class ImageList(ItemList):
             print(f"All {len(self.items)} images can be read.")
         return problems
 
-    def check_for_training(self, y_list: TargetList | None = None, size=None, resize_method: str | None = None,
-                           tfm_y: bool | None = None, cache: bool = False, **kwargs) -> list[str]:
+    def check_for_training(self, y_list: TargetList | None = None, cfg: TransformConfig = TransformConfig()
+                           ) -> list[str]:
         """Everything that would stop training, for every item, found before it starts: each file opened and
-        fully decoded (filling the decode cache when `cache`), masks' modes, sizes and class ids and points'
+        fully decoded (filling the decode cache when `cfg.cache`), masks' modes, sizes and class ids and points'
         positions checked. Returns one message per bad item, each naming its file."""
         items = range(len(self.items))
         if len(self.items) >= CHECK_BAR_FROM:
             items = tqdm(items, desc=f"Checking {len(self.items)} images", unit="img", leave=False)
-        found = (self._item_problem(i, y_list, size, resize_method, tfm_y, cache) for i in items)
+        found = (self._item_problem(i, y_list, cfg) for i in items)
         return [why for why in found if why is not None]
 
-    def _item_problem(self, i: int, y_list: TargetList | None = None, size=None, resize_method: str | None = None,
-                      tfm_y: bool | None = None, cache: bool = False) -> str | None:
+    def _item_problem(self, i: int, y_list: TargetList | None = None, cfg: TransformConfig = TransformConfig()
+                      ) -> str | None:
         """What is wrong with item i (and its target), or None: the image decoded as training will decode it."""
         try:
             img = open_lazy(self.items[i])
             try:
                 y = None if y_list is None else y_list.get(i)
-                self._check_target(img, y, y_list, self.tfm_y_default if tfm_y is None else tfm_y)
-                plan = sample_plan(None, (img.height, img.width), size, resize_method, train=False)
+                self._check_target(img, y, y_list, self._tfm_y(cfg))
+                plan = sample_plan(None, (img.height, img.width), cfg.size, cfg.resize_method, train=False)
             except BaseException:
                 img.close()
                 raise
-            self._decode(img, plan, size, resize_method, cache)  # closes the image
+            self._decode(img, plan, cfg)  # closes the image
         except (ValueError, FileNotFoundError, OSError) as e:
             return str(e)
         return None
 
-    def check_batchable(self, size=None, resize_method: str | None = None, **kwargs) -> None:
+    def check_batchable(self, cfg: TransformConfig = TransformConfig()) -> None:
         """Images keep their own size without `size=` (or with resize_method='no'), and a batch needs one size:
         fail now, naming two files of different sizes, not in the DataLoader once training has started."""
-        _check_size(size)
-        if size is not None and resize_method != ResizeMethod.NO:
+        _check_size(cfg.size)
+        if cfg.size is not None and cfg.resize_method != ResizeMethod.NO:
             return
         first = None
         for p in self.items:
@@ -150,50 +149,51 @@ class ImageList(ItemList):
     def tfms_from_state(state: dict) -> ImageTransforms:
         return ImageTransforms(**state)
 
-    def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
-                   resize_method: str | None = None, tfm_y: bool | None = None, train: bool = True,
-                   cache: bool = False):
+    def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, cfg: TransformConfig):
         """Decode, resize and (on training items) augment one image; with `tfm_y`, move its target the same way.
 
-        With `cache`, the decoded, resized pixels are kept for later epochs and stages (see vision/cache.py).
+        With `cfg.cache`, the decoded, resized pixels are kept for later epochs and stages (see vision/cache.py).
         This is the one-item path (`ds[i]`, `predict`); DataLoaders split it into `prepare_tfms` per item and
         `batch_tfms` per batch, which give the same result."""
-        plan, pixels, tfm_y = self._plan_and_pixels(img, y, y_list, tfms, size, resize_method, tfm_y, train, cache)
+        plan, pixels, tfm_y = self._plan_and_pixels(img, y, y_list, tfms, cfg)
         x = plan.apply_image(pixels.float().div_(255))
         return x, (y_list.transform_target(y, plan) if tfm_y else y)
 
-    def prepare_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size=None,
-                     resize_method: str | None = None, tfm_y: bool | None = None, train: bool = True,
-                     cache: bool = False):
+    def prepare_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, cfg: TransformConfig):
         """The per-item half of the transforms when whole batches are augmented (vision/batch.py): decode (or
         read the cache), resize, cut out the window and draw the random transform, but resample nothing.
 
         Returns ({"pixels": uint8 (3, h, w), "aug": (3, 3), "light": (2,)}, target): the target is moved
         completely if it is points, and only resized and windowed if it is a mask (`batch_tfms` does the rest)."""
-        plan, pixels, tfm_y = self._plan_and_pixels(img, y, y_list, tfms, size, resize_method, tfm_y, train, cache)
+        plan, pixels, tfm_y = self._plan_and_pixels(img, y, y_list, tfms, cfg)
         x = {"pixels": plan.window(pixels).contiguous(), **plan_params(plan)}
         return x, (y_list.prepare_target(y, plan) if tfm_y else y)
 
-    def _plan_and_pixels(self, img, y, y_list: TargetList, tfms, size, resize_method, tfm_y, train, cache):
+    def _plan_and_pixels(self, img, y, y_list: TargetList, tfms, cfg: TransformConfig):
         """What both paths start with: check the target, draw the plan, decode and resize (uint8 (3, h, w))."""
-        tfm_y = self.tfm_y_default if tfm_y is None else tfm_y
+        tfm_y = self._tfm_y(cfg)
         self._check_target(img, y, y_list, tfm_y)
-        plan = self._draw_plan(img, y if tfm_y else None, y_list, tfms, size, resize_method, train)
-        return plan, self._decode(img, plan, size, resize_method, cache), tfm_y
+        plan = self._draw_plan(img, y if tfm_y else None, y_list, tfms, cfg)
+        return plan, self._decode(img, plan, cfg), tfm_y
+
+    def _tfm_y(self, cfg: TransformConfig) -> bool:
+        """Whether targets follow the image: `cfg.tfm_y`, or this list's default when `transform` was not told."""
+        return self.tfm_y_default if cfg.tfm_y is None else cfg.tfm_y
 
     def batch_tfms(self, x: dict, y: torch.Tensor, y_list: TargetList):
         """The per-batch half: every image's random geometry in one resample, lighting, and masks moved alike."""
         images, grid = augment_batch(x["pixels"], x["aug"], x["light"])
         return images, y_list.batch_target(y, lambda t, mode: resample_batch(t, grid, mode))
 
-    def _decode(self, img, plan: TransformPlan, size, resize_method, cache: bool) -> torch.Tensor:
-        """The image resized to `plan.resized`, as uint8 (3, h, w) (from the decode-once cache if `cache`)."""
+    def _decode(self, img, plan: TransformPlan, cfg: TransformConfig) -> torch.Tensor:
+        """The image resized to `plan.resized`, as uint8 (3, h, w) (from the decode-once cache if `cfg.cache`)."""
         h, w = plan.resized
         try:
             def decode():
                 return plan.resize(load_rgb(img, min_size=(w, h)))
             path = getattr(img, "filename", "")
-            pixels = self.image_cache(size, resize_method).get(path, decode) if cache and path else decode()
+            cached = cfg.cache and path
+            pixels = self.image_cache(cfg.size, cfg.resize_method).get(path, decode) if cached else decode()
             return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)
         finally:
             img.close()
@@ -203,12 +203,12 @@ class ImageList(ItemList):
         if y is not None and y_list is not None:
             y_list.check_target(img, y, tfm_y)
 
-    def _draw_plan(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, size, resize_method: str | None,
-                   train: bool) -> TransformPlan:
+    def _draw_plan(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, cfg: TransformConfig
+                   ) -> TransformPlan:
         """Draw one image's random transform; `y` is its target if it moves too, and its label list may ask for
         another draw (points must stay in view: `TargetList.draw_plan`)."""
         def draw() -> TransformPlan:
-            return sample_plan(tfms, (img.height, img.width), size, resize_method, train)
+            return sample_plan(tfms, (img.height, img.width), cfg.size, cfg.resize_method, cfg.train)
         return draw() if y is None else y_list.draw_plan(y, draw, getattr(img, "filename", "") or "an image")
 
     def show_results(self, xs: torch.Tensor, ys: torch.Tensor, preds: torch.Tensor, y_list: TargetList,
@@ -224,14 +224,9 @@ class ImageList(ItemList):
     def show_xys(self, xs: torch.Tensor, ys: torch.Tensor, y_list: TargetList, rows: int = 3,
                  figsize: tuple | None = None, **kwargs) -> None:
         """A rows x rows grid of images titled with their labels."""
-        n = min(len(xs), rows * rows)
-        rows = math.ceil(math.sqrt(n))
-        fig, axes = plt.subplots(rows, rows, figsize=figsize or (2.6 * rows, 2.6 * rows), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            if i < n:
-                show_image(xs[i], ax=ax, title=y_list.label_str(ys[i]))
-            else:
-                ax.axis("off")
+        fig, axes = image_grid(min(len(xs), rows * rows), (2.6, 2.6), figsize)
+        for i, ax in enumerate(axes):
+            show_image(xs[i], ax=ax, title=y_list.label_str(ys[i]))
         fig.tight_layout()
 
 

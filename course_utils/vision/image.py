@@ -1,6 +1,7 @@
 """Opening images as PIL and tensors, and drawing them."""
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["open_image", "open_lazy", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image",
-           "image_extensions"]
+           "image_grid", "image_extensions"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -162,6 +163,24 @@ def show_image(img: torch.Tensor, ax: plt.Axes | None = None, title: str | None 
     if title:
         ax.set_title(wrap_title(title, _chars_across(ax, fontsize=9)), fontsize=9)
     return ax
+
+
+def image_grid(n: int, cell: tuple[float, float], figsize: tuple | None = None, cols: int | None = None,
+               fit_rows: bool = False, extra_height: float = 0.0, **kwargs) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure with a grid of axes for `n` pictures (show_batch's grid): `cols` columns (default ceil(sqrt(n))) and
+    as many rows, or with `fit_rows` only the rows `n` fills. Each cell is `cell` = (width, height) inches, plus
+    `extra_height` inches in all (room for a legend), unless `figsize` is given; `kwargs` go to `plt.subplots`.
+
+    Returns (fig, the first n axes in reading order); the axes after them are hidden."""
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols) if fit_rows else cols
+    w, h = cell
+    fig, axes = plt.subplots(rows, cols, figsize=figsize or (w * cols, h * rows + extra_height), squeeze=False,
+                             **kwargs)
+    axes = list(axes.flat)
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n]
 
 
 def _chars_across(ax: plt.Axes, fontsize: float) -> int:

@@ -4,16 +4,14 @@ A point is (row, col) = (y, x) in pixels of its image; the model sees it in [-1,
 (`points_to_unit`, the pixel-centre convention of vision/transforms.py)."""
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import torch
 from PIL import Image
 
-from ..data_block import ItemList, TargetList
+from ..data_block import ItemList, TargetList, TransformConfig
 from ..metrics import mse
 from .data import ImageList
-from .image import image_to_tensor, show_image
+from .image import image_grid, image_to_tensor, show_image
 from .transforms import ImageTransforms, TransformPlan, points_to_unit, sample_plan, unit_to_points
 
 __all__ = ["PointsItemList", "PointsLabelList", "show_points", "points_to_unit", "unit_to_points"]
@@ -146,25 +144,20 @@ class PointsItemList(ImageList):
     def _label_cls(self, labels, kwargs):
         return PointsLabelList
 
-    def item_context(self, item, tfms: ImageTransforms | None = None, size=None, resize_method: str | None = None,
-                     **kwargs) -> dict:
+    def item_context(self, item, tfms: ImageTransforms | None = None, cfg: TransformConfig = TransformConfig()
+                     ) -> dict:
         """The validation transform of a raw image, so `predict` can map its point back to the image's pixels."""
         img = self.open_item(item)
         try:
-            return {"plan": sample_plan(tfms, (img.height, img.width), size, resize_method, train=False)}
+            return {"plan": sample_plan(tfms, (img.height, img.width), cfg.size, cfg.resize_method, train=False)}
         finally:
             img.close()
 
     def show_xys(self, xs, ys, y_list: TargetList, rows: int = 3, figsize: tuple | None = None, **kwargs) -> None:
         """A rows x rows grid of images with their target points marked."""
-        n = min(len(xs), rows * rows)
-        rows = math.ceil(math.sqrt(n))
-        fig, axes = plt.subplots(rows, rows, figsize=figsize or (3 * rows, 2.4 * rows), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            if i < n:
-                show_points(xs[i], y_list.decode(ys[i], xs[i].shape[-2:]), ax=ax)
-            else:
-                ax.axis("off")
+        fig, axes = image_grid(min(len(xs), rows * rows), (3, 2.4), figsize)
+        for i, ax in enumerate(axes):
+            show_points(xs[i], y_list.decode(ys[i], xs[i].shape[-2:]), ax=ax)
         fig.tight_layout()
 
     def show_results(self, xs, ys, preds, y_list: TargetList, rows: int = 3, figsize: tuple | None = None,

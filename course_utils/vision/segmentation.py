@@ -2,7 +2,6 @@
 with the masks' files, colours, loss and plots."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,7 +14,7 @@ from PIL import Image
 
 from ..data_block import ItemList, TargetList
 from .data import ImageList
-from .image import open_lazy, show_image
+from .image import image_grid, open_lazy, show_image
 from .transforms import TransformPlan
 
 __all__ = ["SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask",
@@ -176,15 +175,9 @@ class SegmentationItemList(ImageList):
                  figsize: tuple | None = None, alpha: float = 0.5, **kwargs) -> None:
         """A rows x rows grid of images with their masks drawn over them, and a legend of the classes shown."""
         n = min(len(xs), rows * rows)
-        cols = math.ceil(math.sqrt(n))
-        nrows = math.ceil(n / cols)
-        fig, axes = plt.subplots(nrows, cols, figsize=figsize or (3 * cols, 2.6 * nrows + 0.6), squeeze=False,
-                                 layout="constrained")
-        for i, ax in enumerate(axes.flat):
-            if i < n:
-                show_mask(ys[i], xs[i], ax=ax, alpha=alpha)
-            else:
-                ax.axis("off")
+        fig, axes = image_grid(n, (3, 2.6), figsize, fit_rows=True, extra_height=0.6, layout="constrained")
+        for i, ax in enumerate(axes):
+            show_mask(ys[i], xs[i], ax=ax, alpha=alpha)
         _class_legend(fig, list(ys[:n]), y_list.classes)
 
     def show_results(self, xs: torch.Tensor, ys: torch.Tensor, preds: torch.Tensor, y_list: TargetList,
