@@ -96,7 +96,7 @@ class ItemList:
         return self.get(i)
 
     def __repr__(self) -> str:
-        shown = ", ".join(str(self._short(o)) for o in self.items[:3])
+        shown = ", ".join(str(self.item_name(o)) for o in self.items[:3])
         return (f"{type(self).__name__} ({len(self)} items)\n[{shown}{', ...' if len(self) > 3 else ''}]\n"
                 f"Path: {self.path}")
 
@@ -105,7 +105,8 @@ class ItemList:
             raise AttributeError(f"`{name}` is the lesson video's name; it is now `{RENAMED[name]}`.")
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
-    def _short(self, item):
+    def item_name(self, item):
+        """How messages name `item`: its path relative to the list's folder (or the item itself)."""
         try:
             return Path(item).relative_to(self.path)
         except (TypeError, ValueError):
@@ -775,7 +776,7 @@ def _check_known(labels: Sequence, classes: Sequence, x: ItemList, rows: Sequenc
     for k, o in enumerate(labels):
         if o not in known:
             row = rows[k] if rows is not None else k
-            raise ValueError(f"Label {o!r} of training item {x._short(x.items[row])} is not in the classes you "
+            raise ValueError(f"Label {o!r} of training item {x.item_name(x.items[row])} is not in the classes you "
                              f"gave ({len(known)} classes: {list(classes)[:8]}...). "
                              "Add it to `classes` or fix the label.")
 
@@ -788,7 +789,8 @@ def _warn_other_separators(tags: list[list[str]], col: str, label_delim: str, x:
         hit = next(((i, t) for i, row in enumerate(tags) for t in row if sep in t), None)
         if hit is not None:
             i, tag = hit
-            warnings.warn(f"Tags in column {col!r} contain {sep!r}, e.g. {tag!r} (the row of {x._short(x.items[i])}), "
+            warnings.warn(f"Tags in column {col!r} contain {sep!r}, e.g. {tag!r} (the row of "
+                          f"{x.item_name(x.items[i])}), "
                           f"but label_delim={label_delim!r}, so each such tag is read as one class. If your tags "
                           f"are separated by {sep!r}, pass label_delim={sep!r}.", stacklevel=4)
 
@@ -803,7 +805,7 @@ def _single_labels(vals: list, col: str, x: ItemList) -> list:
     bad = [i for i, v in enumerate(res) if _missing(v) or v == ""]
     if bad:
         raise ValueError(f"{len(bad)} row(s) have no label in column {col!r}, e.g. the row of "
-                         f"{x._short(x.items[bad[0]])}. Fill in their labels or drop those rows from the table.")
+                         f"{x.item_name(x.items[bad[0]])}. Fill in their labels or drop those rows from the table.")
     return res
 
 

@@ -31,7 +31,7 @@ def test_an_out_that_is_a_file_is_refused_before_training(planet_path, tmp_path,
 
 
 def test_ctrl_c_in_the_second_stage_exports_the_model_and_says_where(planet_path, tmp_path, capsys, monkeypatch):
-    real_validate, calls = Learner._validate, []
+    real_validate, calls = Learner.validate, []
 
     def validate_then_interrupt(self):
         calls.append(1)
@@ -39,7 +39,7 @@ def test_ctrl_c_in_the_second_stage_exports_the_model_and_says_where(planet_path
             raise KeyboardInterrupt
         return real_validate(self)
 
-    monkeypatch.setattr(Learner, "_validate", validate_then_interrupt)
+    monkeypatch.setattr(Learner, "validate", validate_then_interrupt)
     out = tmp_path / "run"
     assert main(_train_args(planet_path, out)) == 130
     err = capsys.readouterr().err

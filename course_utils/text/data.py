@@ -110,10 +110,11 @@ class TextList(ItemList):
         """Token ids once labelled, else the raw text."""
         return self.ids[i] if self.ids is not None else self.text(i)
 
-    def _short(self, item):
+    def item_name(self, item):
+        """How messages name a text: its first 60 characters (a file: its relative path)."""
         if isinstance(item, str):
             return item[:60] + ("..." if len(item) > 60 else "")
-        return super()._short(item)
+        return super().item_name(item)
 
     def numericalized(self, vocab: Vocab, tokens: list[list[str]]) -> "TextList":
         """A copy holding the token ids of `tokens` under `vocab`."""
@@ -147,7 +148,7 @@ def _warn_empty(texts: list[str], x: ItemList, which: str) -> None:
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
         o = x.items[empty[0]]
-        name = x._short(o) if isinstance(o, Path) else f"text {empty[0]} of the {which} set"
+        name = x.item_name(o) if isinstance(o, Path) else f"text {empty[0]} of the {which} set"
         warnings.warn(f"{len(empty)} of the {which} texts are empty, e.g. {name}; they are kept, as a lone "
                       "start-of-text token. Remove them if they are mistakes.", stacklevel=3)
 

@@ -160,7 +160,7 @@ class ObjectCategoryList(TargetList):
         for i, (_, names) in enumerate(parsed):
             unknown = [n for n in names if n not in idx]
             if unknown:
-                raise ValueError(f"The boxes of {x._short(x.items[i])} have classes {unknown} that are not in the "
+                raise ValueError(f"The boxes of {x.item_name(x.items[i])} have classes {unknown} that are not in the "
                                  f"classes you gave ({classes}). Add them to `classes` or fix the labels.")
         return cls([(b, torch.tensor([idx[n] for n in names], dtype=torch.long)) for b, names in parsed],
                    classes, x.path)
@@ -218,7 +218,7 @@ class ObjectCategoryList(TargetList):
 
 def _as_boxes(label, x: ItemList, i: int) -> tuple[torch.Tensor, list[str]]:
     """One label (boxes, class names) checked: as ((n, 4) float tensor, names), or an error naming the item."""
-    what = f"The label of {x._short(x.items[i])}"
+    what = f"The label of {x.item_name(x.items[i])}"
     if not (isinstance(label, (list, tuple)) and len(label) == 2):
         raise ValueError(f"{what} is {str(label)[:80]}; a bounding-box label is a pair (boxes, class names), "
                          "e.g. ([[10, 20, 50, 60]], ['tv']) with boxes as [top, left, bottom, right].")

@@ -61,7 +61,7 @@ class ImageList(ItemList):
             rows[str(p)].append(i + 2)  # CSV rows, the header being row 1
         dups = [(p, r) for p, r in rows.items() if len(r) > 1]
         if dups:
-            shown = "; ".join(f"{self._short(p)} (rows {', '.join(map(str, r))})" for p, r in dups[:5])
+            shown = "; ".join(f"{self.item_name(p)} (rows {', '.join(map(str, r))})" for p, r in dups[:5])
             warnings.warn(f"The table names {len(dups)} image(s) more than once: {shown}"
                           f"{' ...' if len(dups) > 5 else ''}. Each copy counts as an item (the splits keep all "
                           "copies of a file on the same side); remove the extra rows, or merge their labels into "
@@ -77,7 +77,7 @@ class ImageList(ItemList):
             if why is not None:
                 problems.append((Path(p), why.split(". ")[0]))
         if problems:
-            lines = "\n".join(f"  {self._short(p)}: {why}" for p, why in problems[:20])
+            lines = "\n".join(f"  {self.item_name(p)}: {why}" for p, why in problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
             msg = (f"{len(problems)} of {len(self.items)} images cannot be read:\n{lines}{more}\n"
                    "Delete or replace them (or drop them from your CSV) before training.")
@@ -129,8 +129,8 @@ class ImageList(ItemList):
                 first = (p, wh)
             elif wh != first[1]:
                 raise ValueError(
-                    f"Images of different sizes cannot form a batch: {self._short(first[0])} is "
-                    f"{first[1][0]}x{first[1][1]} but {self._short(p)} is {wh[0]}x{wh[1]} pixels (width x height). "
+                    f"Images of different sizes cannot form a batch: {self.item_name(first[0])} is "
+                    f"{first[1][0]}x{first[1][1]} but {self.item_name(p)} is {wh[0]}x{wh[1]} pixels (width x height). "
                     "Pass a size so every image is resized the same way, e.g. `.transform(tfms, size=224)`.")
 
     def get(self, i: int):

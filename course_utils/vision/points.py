@@ -77,8 +77,9 @@ class PointsLabelList(TargetList):
         counts = sorted({len(p) for p in pts})
         if len(counts) > 1:
             first = next(i for i, p in enumerate(pts) if len(p) != len(pts[0]))
-            raise ValueError(f"Every item needs the same number of points to form batches, but {x._short(x.items[0])} "
-                             f"has {len(pts[0])} and {x._short(x.items[first])} has {len(pts[first])}.")
+            raise ValueError("Every item needs the same number of points to form batches, but "
+                             f"{x.item_name(x.items[0])} "
+                             f"has {len(pts[0])} and {x.item_name(x.items[first])} has {len(pts[first])}.")
         return cls(pts, x.path)
 
     def get(self, i):
@@ -123,7 +124,7 @@ def _as_points(label, x: ItemList, i: int) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         pts = torch.empty(0)
     if pts.numel() == 0 or pts.numel() % 2 or not torch.isfinite(pts).all():
-        raise ValueError(f"The label of {x._short(x.items[i])} is {label!r}; a points label must be one (row, col) "
+        raise ValueError(f"The label of {x.item_name(x.items[i])} is {label!r}; a points label must be one (row, col) "
                          "pair of pixel coordinates, or an (n, 2) array of them, with finite values.")
     return pts.reshape(-1, 2)
 
