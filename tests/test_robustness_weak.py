@@ -144,3 +144,14 @@ def test_a_dtype_given_is_respected(tmp_path):
     csv = _csv(tmp_path, ["name,n", "0001,1", "0002,2"])
     assert read_csv(csv, dtype={"name": int})["name"].tolist() == [1, 2]
 
+
+# --- L2: --codes with --csv or --folders ----------------------------------------------------------------------
+@pytest.mark.parametrize("layout", [["--csv", "labels.csv"], ["--folders"]])
+def test_codes_without_masks_is_refused_before_any_work(tmp_path, capsys, no_training, layout):
+    (tmp_path / "codes.txt").write_text("Sky\nRoad\n")
+    layout = [str(tmp_path / a) if a.endswith(".csv") else a for a in layout]  # neither path exists: no work done
+    with pytest.raises(SystemExit) as e:
+        _cli_train(tmp_path / "imgs", *layout, "--codes", str(tmp_path / "codes.txt"))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m course_utils train" in err and "--codes" in err and "--masks" in err
