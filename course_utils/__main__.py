@@ -36,6 +36,8 @@ from .train import add_predict_command, add_train_command
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors a student can act on are printed as one message, without a traceback."""
     args = build_parser().parse_args(argv)
+    if hasattr(args, "refuse"):
+        args.refuse(args)  # contradictions argparse cannot express: usage and exit 2, before any work
     try:
         return args.run(args)
     except (DatasetError, KaggleError, ValueError, OSError, KeyError) as e:  # OSError: e.g. a full disk, named
@@ -62,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train_and_predict(commands) -> None:
     add_train_command(commands)
     add_predict_command(commands)
+    train = commands.choices["train"]
+    train.set_defaults(refuse=lambda args: _codes_need_masks(train, args))
+
+
+def _codes_need_masks(train: argparse.ArgumentParser, args) -> None:
+    """`--codes` names the classes of `--masks`; with `--csv` or `--folders` it would be ignored silently."""
+    if args.codes is not None and args.masks is None:
+        layout = ("--csv (the labels are in the CSV)" if args.csv is not None
+                  else "--folders (the classes are the sub-folders)")
+        train.error(f"--codes {args.codes} names the classes of --masks, but this run uses {layout}: "
+                    "drop --codes, or label with --masks DIR.")
 
 
 def _add_download(commands) -> None:
