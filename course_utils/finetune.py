@@ -24,6 +24,7 @@ from .data_block import DataBunch, LabelLists, MultiCategoryList
 from .learner import Learner, load_learner
 from .serve.feedback import read_feedback
 from .serve.predictor import model_kind
+from .tables import read_csv
 
 __all__ = ["FrozenBatchNorm", "read_corrections", "original_lists", "finetune_data", "score", "finetune",
            "add_finetune_command"]
@@ -97,12 +98,10 @@ def original_lists(learn: Learner, data: str | Path, images: str | Path | None =
 
 
 def _text_lists(learn: Learner, csv: Path, seed: int) -> LabelLists:
-    import pandas as pd
-
     from .text import TextList
 
     x = learn.data.train_ds.x
-    df = pd.read_csv(csv)
+    df = read_csv(csv)
     texts = TextList.from_df(df, csv.parent, cols="text", vocab=x.vocab, tokenizer=x.tokenizer)
     split = texts.split_from_df("is_valid") if "is_valid" in df.columns else texts.split_by_rand_pct(0.2, seed=seed)
     return split.label_from_df(cols="label")

@@ -19,7 +19,7 @@ from pathlib import Path
 from .data_block import CategoryList, LabelLists, MultiCategoryList
 from .learner import Learner, load_learner
 from .metrics import accuracy, accuracy_thresh, fbeta, masked_accuracy
-from .tables import read_csv
+from .tables import read_csv, same_names_on_disk
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
 from .vision.image import image_extensions
 
@@ -71,7 +71,7 @@ def _csv_data(images: Path, csv: Path, valid_pct: float, seed: int, label_delim:
 def _guess_suffix(images: Path, name: str) -> str:
     """The extension of the file named `name` in `images` (CSV files often omit it, like Planet's)."""
     for ext in image_extensions:
-        if (images / f"{name}{ext}").is_file():
+        if same_names_on_disk([images / f"{name}{ext}"])[0].is_file():  # "café" in the CSV, NFD on disk
             return ext
     raise FileNotFoundError(f"No image called {name} (with any of {', '.join(image_extensions)}) in {images}; "
                             "the CSV's first column must name the images in that folder.")

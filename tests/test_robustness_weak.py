@@ -58,8 +58,6 @@ def test_names_that_differ_only_in_unicode_form_are_matched(tmp_path):
     assert found[13] == tmp_path / "Ångström" / "x.jpg" and found[13].is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="needs ImageList._check_items (vision/data.py) to call "
-                                       "tables.same_names_on_disk; see the branch's report")
 def test_a_csv_naming_files_in_another_unicode_form_finds_them(tmp_path):
     root = _images(tmp_path, NFD)
     _csv(root, ["image_name,tags"] + [f"{n},a" for n in NFC])

@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data_block import ItemList, TargetList, TransformConfig
+from ..tables import same_names_on_disk
 from .batch import augment_batch, plan_params, resample_batch
 from .cache import ImageCache
 from .image import image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
@@ -48,6 +49,9 @@ class ImageList(ItemList):
 
     def _check_items(self) -> None:
         missing = [p for p in self.items if not p.is_file()]
+        if missing:  # "café" typed in the CSV (NFC) may be spelt "cafe" + accent (NFD) on disk, e.g. by macOS
+            self.items = same_names_on_disk(self.items)
+            missing = [p for p in self.items if not p.is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} of {len(self.items)} images listed in the table do not exist, e.g. {missing[0]}. "
