@@ -3,10 +3,14 @@
 nbval (with --nbval-lax) only checks that every cell runs. Here, the cell tagged `final-metrics`
 (the last epoch's validation results) must also clear a floor well above the trivial baseline,
 so a change that silently stops training makes `make test` fail."""
-import ast
+import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+from lesson_metrics import FINAL_METRICS, cell_tags, shown_results  # noqa: E402  (tools/ is not a package)
 
 
 class Ceiling(NamedTuple):
@@ -34,14 +38,6 @@ TAGGED_FLOORS = {
 }
 
 
-def _final_results(outputs) -> dict:
-    for out in outputs or []:
-        text = out.get("data", {}).get("text/plain")
-        if text:
-            return ast.literal_eval(text)
-    return {}
-
-
 def _problem(name: str, bound, value) -> str | None:
     """Why `value` misses its bound: a (floor, baseline) pair, or a Ceiling for losses; None if it is fine."""
     if isinstance(bound, Ceiling):
@@ -61,13 +57,13 @@ def pytest_runtest_makereport(item, call):
     cell = getattr(item, "cell", None)
     if call.when != "call" or report.failed or cell is None:
         return
-    tags = cell.get("metadata", {}).get("tags", [])
-    floors = dict(LEARNING_FLOORS.get(item.path.name, {})) if "final-metrics" in tags else {}
+    tags = cell_tags(cell)
+    floors = dict(LEARNING_FLOORS.get(item.path.name, {})) if FINAL_METRICS in tags else {}
     for tag in tags:
         floors.update(TAGGED_FLOORS.get(item.path.name, {}).get(tag, {}))
     if not floors:
         return
-    results = _final_results(getattr(item, "test_outputs", None))
+    results = shown_results(getattr(item, "test_outputs", None))
     problems = [p for p in (_problem(name, bound, results.get(name)) for name, bound in floors.items()) if p]
     if problems:
         report.outcome = "failed"

@@ -1,4 +1,7 @@
-"""Where things live and what runs them: data/model folders, the device, seeding, workers."""
+"""Where things live and what runs them: data/model folders, the device, seeding, workers.
+
+Every COURSE_* environment variable is read here and nowhere else (README.md lists them); torchrun's own
+variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE) are read where they are used."""
 import os
 import random
 import sys
@@ -8,7 +11,7 @@ import numpy as np
 import torch
 
 __all__ = ["data_dir", "models_dir", "cache_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
-           "default_device", "default_num_workers", "seed_everything"]
+           "dist_timeout", "default_device", "default_num_workers", "seed_everything"]
 
 # Batches per epoch and per validation or prediction pass under COURSE_SMOKE=1. One, not a couple: on a
 # 2-core CPU one training step of the CamVid U-Net at the lesson's 4x360x480 takes about a minute (measured,
@@ -66,6 +69,18 @@ def announce_smoke() -> None:
         _smoke_announced = True
         print(f"COURSE_SMOKE=1: a smoke test, not training: every fit and lr_find runs 1 epoch of {SMOKE_BATCHES} "
               "batch, every validation and prediction pass 1 batch. Unset COURSE_SMOKE for real results.", flush=True)
+
+
+def dist_timeout(default: float) -> float:
+    """Seconds a distributed collective operation (gradient averaging, a barrier) may wait for the other
+    processes: `$COURSE_DIST_TIMEOUT`, else `default`."""
+    raw = os.environ.get("COURSE_DIST_TIMEOUT", "").strip()
+    if not raw:
+        return float(default)
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"COURSE_DIST_TIMEOUT must be a number of seconds, not {raw!r}.") from None
 
 
 def default_device() -> torch.device:

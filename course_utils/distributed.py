@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from .callbacks import Callback, ProgressTable
+from .config import dist_timeout
 
 __all__ = ["DistributedTraining", "ShardSampler", "launched_by_torchrun", "init_process_group",
            "DEFAULT_TIMEOUT"]
@@ -51,11 +52,7 @@ def launched_by_torchrun() -> bool:
 
 def _timeout(timeout: float | None) -> timedelta:
     if timeout is None:
-        raw = os.environ.get("COURSE_DIST_TIMEOUT", str(DEFAULT_TIMEOUT))
-        try:
-            timeout = float(raw)
-        except ValueError:
-            raise ValueError(f"COURSE_DIST_TIMEOUT must be a number of seconds, not {raw!r}.") from None
+        timeout = dist_timeout(DEFAULT_TIMEOUT)
     if timeout <= 0:
         raise ValueError(f"The process group timeout must be positive, not {timeout} s.")
     return timedelta(seconds=timeout)

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from . import kaggle
 from . import mirror as mirrors
 from .config import course_mirror, course_mode, data_dir, models_dir
+from .persist import atomic_write, commit_file
 
 __all__ = ["DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",
            "bundled_data_dir", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
@@ -88,7 +89,7 @@ class Dataset:
 S3 = "https://s3.amazonaws.com"
 PLANET = "planet-understanding-the-amazon-from-space"
 
-# Every dataset and weights file the four lessons use in full mode. No sha256 (or size) is recorded yet:
+# Every dataset and weights file the lesson notebooks use in full mode. No sha256 (or size) is recorded yet:
 # none could be downloaded where this was written, and a made-up checksum is worse than none. Until one
 # is recorded here, the first good install is trusted: each file's sha256 (and size) is kept in
 # <root>/checksums.json, and every later download of that file must match it.
@@ -384,7 +385,7 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, timeo
     _check_body(part, url, dest)
     _verify(part, url, sha256, dest)
     _meta(part).unlink(missing_ok=True)
-    return part.replace(dest)
+    return commit_file(part, dest)
 
 
 def _size(path: Path) -> int:
@@ -413,8 +414,8 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         if offset and not (response.status == 206 and
                            response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")):
             offset = 0  # the server sent the whole file: start over
-        _meta(part).write_text(json.dumps({"url": url, "version": response.headers.get("ETag")
-                                           or response.headers.get("Last-Modified")}))
+        meta = {"url": url, "version": response.headers.get("ETag") or response.headers.get("Last-Modified")}
+        atomic_write(_meta(part), lambda fh: fh.write(json.dumps(meta).encode()))
         total = _total_size(response, offset)
         _stream(response, part, offset, total)
     if total is not None and _size(part) < total:
@@ -712,8 +713,8 @@ def _merge(src: Path, dst: Path, name: str) -> None:
 
 
 def _write_marker(folder: Path, name: str, files: dict) -> None:
-    (folder / MARKER).write_text(json.dumps({"dataset": name, "files": files,
-                                             "installed": date.today().isoformat()}, indent=1))
+    text = json.dumps({"dataset": name, "files": files, "installed": date.today().isoformat()}, indent=1)
+    atomic_write(folder / MARKER, lambda fh: fh.write(text.encode()))
 
 
 def _load_records(root: Path) -> dict:
@@ -733,6 +734,5 @@ def _record(root: Path, records: dict, fetched: list) -> None:
                         "recorded": date.today().isoformat()}
            for source, path, digest in fetched if source.url not in records and digest is not None}
     if new:
-        tmp = root / (RECORDS + ".tmp")
-        tmp.write_text(json.dumps({**records, **new}, indent=1, sort_keys=True))
-        tmp.replace(root / RECORDS)
+        text = json.dumps({**records, **new}, indent=1, sort_keys=True)
+        atomic_write(root / RECORDS, lambda fh: fh.write(text.encode()))

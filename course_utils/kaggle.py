@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from .persist import commit_file
+
 __all__ = ["KaggleError", "download_competition_file"]
 
 SETTINGS_URL = "https://www.kaggle.com/settings"
@@ -134,6 +136,6 @@ def _move_out(staging: Path, name: str, folder: Path) -> Path:
     base = name.rsplit("/", 1)[-1]
     for candidate in (base, base + ".zip"):
         if (staging / candidate).is_file():
-            return (staging / candidate).replace(folder / candidate)
+            return commit_file(staging / candidate, folder / candidate)
     raise KaggleError(f"The Kaggle client reported success for {name} but wrote no {base} or {base}.zip "
                       f"in {staging}. Run this again; if it persists, download the file by hand into {folder}/.")

@@ -6,17 +6,18 @@ address only when the mirror lacks it; this module only says where a file is, an
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .persist import atomic_write
+
 __all__ = ["mirror_url", "is_local", "on_mirror", "copy_to_mirror"]
 
 PROBE_TIMEOUT = 10.0  # seconds to wait for a mirror's answer when only asking whether it has a file
+COPY_CHUNK = 2**20  # bytes per read when copying a file into a mirror folder
 
 
 def is_local(mirror: str) -> bool:
@@ -62,14 +63,7 @@ def copy_to_mirror(files: list[Path], dest: str | Path) -> list[Path]:
         target = dest / f.name
         if target.is_file() and target.stat().st_size == f.stat().st_size:
             continue
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{f.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copyfile(f, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes private files; a mirror is for others to read
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with open(f, "rb") as src:  # a mirror is for others to read: 0o644 whatever the umask
+            atomic_write(target, lambda fh: shutil.copyfileobj(src, fh, COPY_CHUNK), mode=0o644)
         written.append(target)
     return written

@@ -23,8 +23,8 @@ from typing import BinaryIO
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write", "safe_load", "load_weights", "export_digest", "seal_export", "check_export",
-           "MODEL_BUILDERS", "LEARNER_CLASSES"]
+__all__ = ["atomic_save", "atomic_write", "commit_file", "safe_load", "load_weights", "export_digest", "seal_export",
+           "check_export", "MODEL_BUILDERS", "LEARNER_CLASSES"]
 
 # The functions an export may name to rebuild its model: the package's own builders, nothing else, so a
 # crafted file cannot make `load_learner` call any other importable function. A new builder is added here.
@@ -45,9 +45,10 @@ def atomic_save(obj, f: Path) -> None:
     atomic_write(f, lambda fh: torch.save(obj, fh))
 
 
-def atomic_write(f: Path, write: Callable[[BinaryIO], None]) -> None:
-    """`write(fh)` into a temporary file beside `f`, fsync, then rename it to `f`: a crash never leaves a
-    half-written `f`, and readers in other processes see the old file or the whole new one.
+def atomic_write(f: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
+    """`write(fh)` into a temporary file beside `f`, fsync, then rename it to `f` (`commit_file`): a crash never
+    leaves a half-written `f`, and readers in other processes see the old file or the whole new one. The new
+    `f` gets the permissions `mode`, by default those of any new file (0o666 less the umask).
 
     A write that fails (a full disk, a read-only folder, a folder that is a file) raises an OSError naming
     `f`, the likely cause and what happened to any older `f` (kept as it was); no temporary file is left."""
@@ -60,16 +61,30 @@ def atomic_write(f: Path, write: Callable[[BinaryIO], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the file the usual permissions
-        os.replace(tmp, f)
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600 files
+        commit_file(tmp, f)
     except (OSError, RuntimeError) as e:  # torch reports a short write as RuntimeError ("unexpected pos")
         Path(tmp).unlink(missing_ok=True)
         raise _write_error(f, e) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def commit_file(tmp: Path, dest: Path) -> Path:
+    """Make the finished temporary file `tmp` (beside `dest`) the file `dest`, and return `dest`: fsync it, so
+    its bytes are on the disk before its new name is, then rename it over any older `dest` in one step.
+
+    The one way a file written here gets its final name. `atomic_write` uses it for a file written in one go;
+    call it directly for a file written piece by piece under a temporary name (a resumable `.part` download)."""
+    tmp, dest = Path(tmp), Path(dest)
+    fd = os.open(tmp, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows flushes only files open for writing
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, dest)
+    return dest
 
 
 def _write_error(f: Path, e: Exception) -> OSError:

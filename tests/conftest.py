@@ -217,3 +217,24 @@ def server():
 def imdb_path(tmp_path) -> Path:
     """A tiny IMDB-like folder (tests/imdb.py) in the lesson's layout."""
     return make_imdb_like(tmp_path / "imdb")
+
+
+@pytest.fixture
+def fsynced(monkeypatch):
+    """Watch os.fsync; returns `check(path)`: whether the file now at `path` was fsynced with its present size
+    (files keep their inode when renamed, so an atomic write's temporary file counts for the file it became)."""
+    seen = set()
+    real_fsync = os.fsync
+
+    def spy(fd):
+        st = os.fstat(fd)
+        seen.add((st.st_dev, st.st_ino, st.st_size))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+
+    def check(path) -> bool:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino, st.st_size) in seen
+
+    return check

@@ -58,6 +58,13 @@ def test_download_streams_the_file_into_place_and_leaves_nothing_else(server, tm
     assert delays == []
 
 
+def test_a_finished_download_reaches_the_disk_before_it_takes_its_name(server, tmp_path, delays, fsynced):
+    url = server.serve("data.bin", PAYLOAD)
+    server.plans["data.bin"] = ["drop:100000"]  # resumed: the .part file is written in two goes
+    dest = fetch(url, tmp_path / "data.bin", delays, sha256=sha(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD and fsynced(dest)
+
+
 def test_a_dropped_connection_is_resumed_with_a_range_request(server, tmp_path, delays):
     url = server.serve("data.bin", PAYLOAD)
     server.plans["data.bin"] = ["drop:100000"]
@@ -208,7 +215,7 @@ def toy(server, tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
-def test_full_mode_downloads_verifies_and_extracts_once(toy, server):
+def test_full_mode_downloads_verifies_and_extracts_once(toy, server, fsynced):
     path = get_dataset("toy", "full")
     assert path == toy / "toy"
     assert (path / "hello.txt").read_bytes() == b"hello" and (path / "sub" / "x.txt").read_bytes() == b"x"
@@ -217,6 +224,7 @@ def test_full_mode_downloads_verifies_and_extracts_once(toy, server):
     assert records[server.url("toy.tgz")]["sha256"] == sha(TOY)
     assert sorted(p.name for p in toy.iterdir()) == ["checksums.json", "downloads", "toy"]  # no staging left
     assert dataset_status("toy") == "complete"
+    assert fsynced(toy / "checksums.json") and fsynced(path / ".complete") and fsynced(toy / "downloads" / "toy.tgz")
 
     n_requests = len(server.requests)
     assert get_dataset("toy", "full") == path

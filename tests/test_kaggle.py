@@ -109,13 +109,14 @@ def test_http_401_says_the_token_is_wrong_without_showing_it(signed_in, tmp_path
     assert SECRET not in str(err.value) + "".join(capsys.readouterr())
 
 
-def test_a_renamed_file_is_fetched_under_its_other_name(signed_in, tmp_path, monkeypatch):
+def test_a_renamed_file_is_fetched_under_its_other_name(signed_in, tmp_path, monkeypatch, fsynced):
     asked = fake_download(monkeypatch, signed_in, {"train_v2.csv": http_error(404),
                                                   "train_v2.csv/train_v2.csv": ("train_v2.csv.zip", b"zip")})
     path = download_competition_file(PLANET, ["train_v2.csv", "train_v2.csv/train_v2.csv"], tmp_path)
     assert asked == ["train_v2.csv", "train_v2.csv/train_v2.csv"]
     assert path == tmp_path / "train_v2.csv.zip" and path.read_bytes() == b"zip"
     assert list((tmp_path / ".kaggle").iterdir()) == []  # nothing half-done left in the staging folder
+    assert fsynced(path)  # on the disk before it left the staging folder
 
 
 def test_a_removed_file_lists_what_the_competition_has(signed_in, tmp_path, monkeypatch):

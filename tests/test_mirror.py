@@ -134,12 +134,14 @@ def test_planet_by_hand_accepts_an_unpacked_train_jpg_folder_and_keeps_it(tmp_pa
     assert len(list((downloads / "train-jpg").iterdir())) == 3  # the student's folder is left as it was
 
 
-def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin(toy, tmp_path, capsys):
+def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin(toy, tmp_path, capsys,
+                                                                                   fsynced):
     download_dataset("toy", mirror=str(toy))
     dest = tmp_path / "new-mirror"
     assert main(["mirror", str(dest)]) == 0
     assert (dest / "toy.tgz").read_bytes() == (toy / "toy.tgz").read_bytes()
     assert not list(dest.glob(".*"))  # no temporary files left
+    assert fsynced(dest / "toy.tgz") and (dest / "toy.tgz").stat().st_mode & 0o777 == 0o644  # others may read it
     capsys.readouterr()
     main(["datasets", "--mirror", str(dest), "--dest", str(tmp_path / "elsewhere")])
     out = capsys.readouterr().out

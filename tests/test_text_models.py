@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 from imdb import clas_data, lm_data
 
+import course_utils
+from course_utils.download import DATASETS
 from course_utils.text import AWD_LSTM, Vocab, language_model_learner, text_classifier_learner
 from course_utils.text.learner import decode_spec_tokens
 from course_utils.text.models import (
+    WT103_FWD_URL,
     WeightDropLSTM,
     clas_layer_groups,
     convert_weights,
@@ -87,7 +91,7 @@ def test_an_encoder_from_another_vocabulary_is_refused_with_advice(lm_learn, imd
 
 # --- WikiText-103 weights ------------------------------------------------------------------------------
 def _wt103_state(vocab_sz: int, emb: int = 8, hid: int = 16) -> dict:
-    """A state dict with the keys and shapes of fastai's wt103-fwd `lstm_fwd.pth` (REFERENCE 7)."""
+    """A state dict with the keys and shapes of fastai's wt103-fwd `lstm_fwd.pth`."""
     torch.manual_seed(1)
     sd = {"0.encoder.weight": torch.randn(vocab_sz, emb)}
     sd["0.encoder_dp.emb.weight"] = sd["0.encoder.weight"].clone()
@@ -199,3 +203,10 @@ def test_an_export_asking_for_another_learner_class_is_refused(lm_learn):
     torch.save(seal_export({k: v for k, v in state.items() if k != "sha256"}), f)
     with pytest.raises(ValueError, match="learner class 'os:system' is not one of the course's"):
         load_learner(f)
+
+
+def test_the_wt103_address_is_written_once_in_the_registry():
+    assert WT103_FWD_URL == DATASETS["wt103"].sources[0].url
+    package = Path(course_utils.__file__).parent
+    assert [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
+            if "wt103-fwd.tgz" in p.read_text(encoding="utf-8")] == ["download.py"]

@@ -244,7 +244,7 @@ def test_lighting_changes_brightness_but_keeps_the_order_of_pixel_values():
 
 
 def test_a_numpy_size_crops_like_the_lesson_camvid_src_size_halved():
-    """CamVid passes `src_size // 2` (a numpy array): not a list, so it crops (REFERENCE 3.2)."""
+    """CamVid passes `src_size // 2` (a numpy array): not a list, so it crops (the CamVid lesson)."""
     import numpy as np
 
     from course_utils.vision.transforms import ResizeMethod, _target_size

@@ -23,7 +23,7 @@ from PIL import Image
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
-# Real sizes (REFERENCE 1.x, 12): what full mode must handle.
+# The real datasets' sizes: what full mode must handle.
 PLANET_SIZE = 256
 CAMVID_SIZE = (960, 720)  # width, height
 BIWI_SIZE = (640, 480)
@@ -40,7 +40,7 @@ IMAGENET_ARCHS = ("resnet34", "resnet50")
 # one built without it counts from zero. BatchNorm only uses the count when momentum is None (never here).
 BN_FINGERPRINT = 10 ** 6
 WT103_SPECIALS = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxmaj", "xxup", "xxrep", "xxwrep"]
-AWD_LSTM_SIZES = (400, 1152, 3)  # embedding, hidden, layers: the WT103 model's (REFERENCE 6.3)
+AWD_LSTM_SIZES = (400, 1152, 3)  # embedding, hidden, layers: those of the real WT103 weights
 
 
 # --- small helpers ---------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def wt103_vocab(texts_dir: Path) -> list[str]:
 
 
 def wt103_state_dict(n_tokens: int, seed: int = 103) -> dict[str, torch.Tensor]:
-    """Random AWD-LSTM language-model weights under the key names of fastai's lstm_fwd.pth (REFERENCE 7)."""
+    """Random AWD-LSTM language-model weights under the key names of fastai's lstm_fwd.pth."""
     g = torch.Generator().manual_seed(seed)
     emb, hid, layers = AWD_LSTM_SIZES
     encoder = torch.randn(n_tokens, emb, generator=g) * 0.1

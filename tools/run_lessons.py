@@ -4,27 +4,16 @@ results and wall time. Used by `make lessons`."""
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from pathlib import Path
 
 import nbformat
+from lesson_metrics import final_results  # tools/ is this script's folder, first on sys.path
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def final_results(nb: nbformat.NotebookNode) -> dict:
-    """The dict shown by the cell tagged `final-metrics` (the last epoch's validation results)."""
-    for cell in nb.cells:
-        if "final-metrics" in cell.get("metadata", {}).get("tags", []):
-            for out in cell.get("outputs", []):
-                text = out.get("data", {}).get("text/plain")
-                if text:
-                    return ast.literal_eval(text)
-    return {}
 
 
 def run(path: Path, out_dir: Path, timeout: int) -> tuple[bool, str]:
@@ -39,7 +28,7 @@ def run(path: Path, out_dir: Path, timeout: int) -> tuple[bool, str]:
         ok, note = False, str(e).strip().splitlines()[-1]
     secs = time.time() - start
     nbformat.write(nb, out_dir / path.name)
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in final_results(nb).items() if isinstance(v, float))
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in final_results(nb.cells).items() if isinstance(v, float))
     status = "ok    " if ok else "FAILED"
     return ok, f"{status} {path.stem:<24} {secs:6.1f}s  {metrics or note}"
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..download import download_dataset
+from ..download import DATASETS, download_dataset
 from ..persist import load_weights, safe_load
 
 __all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout", "WeightDropLSTM",
@@ -24,13 +24,13 @@ __all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout
            "WT103_FWD_URL",
            "wt103_files", "load_wt103", "convert_weights"]
 
-# The lesson's sizes and dropouts (REFERENCE 6.3); `drop_mult` scales every *_p.
+# The lesson's sizes and dropouts (those of the library in the lesson video); `drop_mult` scales every *_p.
 awd_lstm_lm_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, output_p=0.1, hidden_p=0.15,
                           input_p=0.25, embed_p=0.02, weight_p=0.2)
 awd_lstm_clas_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, output_p=0.4, hidden_p=0.3,
                             input_p=0.4, embed_p=0.05, weight_p=0.5)
 
-WT103_FWD_URL = "https://s3.amazonaws.com/fast-ai-modelzoo/wt103-fwd.tgz"
+WT103_FWD_URL = DATASETS["wt103"].sources[0].url  # the address is the registry's (course_utils/download.py)
 
 
 class RNNDropout(nn.Module):
