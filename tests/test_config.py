@@ -13,8 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Variables other programs set, read where they are used: torchrun's, in distributed.py.
 READ_ELSEWHERE = {"course_utils/distributed.py": {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"}}
-# Reads still to move into config.py: distributed._timeout is to call config.dist_timeout(DEFAULT_TIMEOUT)
-# (distributed.py is being changed on another branch). Delete the entry once it does.
 
 READS = [re.compile(p) for p in (r"os\.environ\.get\(\s*[\"'](\w+)[\"']", r"os\.getenv\(\s*[\"'](\w+)[\"']",
                                  r"os\.environ\[\s*[\"'](\w+)[\"']\s*\](?!\s*=[^=])",
