@@ -15,17 +15,21 @@ mirror lacks it.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import json
+import lzma
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -489,7 +493,8 @@ def extract_archive(src: str | Path, dest: str | Path, *, max_ratio: float | Non
 
     Members are extracted one by one into a temporary folder beside `dest`, renamed to `dest` at the end,
     so an interruption leaves no half-extracted `dest`. A member that would land outside it (an absolute
-    path, `..`, a link pointing out) stops everything with UnsafeArchiveError naming the member. An archive
+    path, `..`, a link pointing out, any symbolic link in a zip or 7z) stops everything with UnsafeArchiveError
+    naming the member; a truncated or corrupt archive, with a DatasetError saying to download it again. An archive
     whose contents add up to more than `max_size` bytes, more than `max_ratio` times its own size (above
     RATIO_FLOOR), or more than the free disk space is refused with a DatasetError (None lifts a limit).
     """
@@ -499,11 +504,25 @@ def extract_archive(src: str | Path, dest: str | Path, *, max_ratio: float | Non
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
     try:
-        _extractor(src)(src, tmp, _SizeBudget(src, tmp, max_ratio, max_size))
+        try:
+            _extractor(src)(src, tmp, _SizeBudget(src, tmp, max_ratio, max_size))
+        except _damage_errors() as e:
+            raise DatasetError(f"{src} is truncated or damaged ({type(e).__name__}: {e}). Nothing was extracted: "
+                               "delete it and download it again.") from e
         tmp.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename, unless something failed
     return dest
+
+
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    """What reading a truncated or corrupt archive raises (never a full disk or a permission error)."""
+    errors = (EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+    try:
+        from py7zr.exceptions import ArchiveError
+    except ImportError:  # without py7zr, a .7z is refused before any reading
+        return errors
+    return (*errors, ArchiveError)
 
 
 def _archive_kind(path: Path) -> str | None:
@@ -590,11 +609,13 @@ def _mib(n: int) -> str:
 
 
 def _extract_zip(archive: Path, folder: Path, budget: _SizeBudget) -> None:
-    # zipfile writes a symlink member as a plain file holding the target's name, so links cannot lead out
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         for info in infos:  # every check before anything is written (zipfile never writes past file_size)
             _checked_target(archive, folder, info.filename)
+            if stat.S_ISLNK(info.external_attr >> 16):  # zipfile would write it as a file holding the target's
+                # name, then fail on a member written through it; the datasets have none
+                _refuse(archive, info.filename, "is a symbolic link (not accepted in .zip archives)")
             budget.spend(info.file_size)
         for info in infos:
             zf.extract(info, folder)

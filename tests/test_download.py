@@ -252,7 +252,7 @@ def test_a_kept_download_is_reinstalled_without_the_network(toy, server):
 
 
 @pytest.mark.parametrize("damage,message", [
-    ("truncated", r"Could not extract .*toy.tgz \(EOFError: .*\)\. It is probably damaged: delete it"),
+    ("truncated", r"toy.tgz is truncated or damaged \(EOFError: .*\)\. Nothing was extracted: delete it"),
     ("not an archive", r"toy.tgz is not a zip, tar or 7z archive\. If it is a damaged download, delete it")])
 def test_a_damaged_kept_download_says_to_delete_it(toy, damage, message):
     (toy / "downloads").mkdir(parents=True)
