@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import io
 import json
 import lzma
 import os
@@ -270,9 +271,11 @@ def _missing(folder: Path, patterns: tuple[str, ...]) -> list[str]:
 def _fetch_checked(source: Source, root: Path, records: dict, mirror: str | None = None) -> tuple[Path, str | None]:
     """The downloaded file for `source` and its sha256, checked against the registry's or the recorded one
     (None for a folder a student unpacked by hand: there is no file to check)."""
-    expected = (source.sha256 or records.get(source.url, {}).get("sha256") or "").lower() or None
+    record = records.get(source.url, {})
+    expected = (source.sha256 or record.get("sha256") or "").lower() or None
+    size = record.get("size") if expected and expected == record.get("sha256") else None  # recorded with it
     try:
-        path = _fetch(source, root / "downloads", expected, mirror)
+        path = _fetch(source, root / "downloads", expected, mirror, size)
         if path.is_dir():
             return path, None
     except ChecksumError as e:
@@ -284,7 +287,8 @@ def _fetch_checked(source: Source, root: Path, records: dict, mirror: str | None
     return path, expected or file_sha256(path)
 
 
-def _fetch(source: Source, downloads: Path, expected: str | None, mirror: str | None = None) -> Path:
+def _fetch(source: Source, downloads: Path, expected: str | None, mirror: str | None = None,
+           size: int | None = None) -> Path:
     """The downloaded file for `source`: the one already in `downloads/` (checked), else (its unpacked folder,
     put there by hand, else) a fresh download: from the mirror if it has the file, else from its real address."""
     for name in source.local_names():
@@ -294,16 +298,17 @@ def _fetch(source: Source, downloads: Path, expected: str | None, mirror: str | 
     if source.unpacked and any((downloads / source.unpacked).glob("*")):
         return downloads / source.unpacked
     if mirror:
-        path = _fetch_from_mirror(source, downloads, expected, mirror)
+        path = _fetch_from_mirror(source, downloads, expected, mirror, size)
         if path is not None:
             return path
         print(f"{source.filename} is not on the mirror {mirror}; downloading it from {source.url}", flush=True)
     if source.url.startswith("kaggle://"):
         return _fetch_kaggle(source, downloads, expected)
-    return download_url(source.url, downloads / source.filename, sha256=expected)
+    return download_url(source.url, downloads / source.filename, sha256=expected, size=size)
 
 
-def _fetch_from_mirror(source: Source, downloads: Path, expected: str | None, mirror: str) -> Path | None:
+def _fetch_from_mirror(source: Source, downloads: Path, expected: str | None, mirror: str,
+                       size: int | None = None) -> Path | None:
     """The file for `source` downloaded from `mirror` under any of its names, or None if the mirror lacks it.
     Any other failure (the mirror down, a wrong file) is an error: a mirror is set so that it is used."""
     for name in source.local_names():
@@ -314,7 +319,7 @@ def _fetch_from_mirror(source: Source, downloads: Path, expected: str | None, mi
             raise DatasetError(str(e)) from None
         url = mirrors.mirror_url(mirror, name)
         try:
-            return download_url(url, downloads / name, sha256=expected)
+            return download_url(url, downloads / name, sha256=expected, size=size)
         except DownloadError as e:
             if e.status in (404, 410):
                 continue
@@ -349,15 +354,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def download_url(url: str, dest: str | Path, sha256: str | None = None, *, timeout: float = 60.0,
-                 retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> Path:
+def download_url(url: str, dest: str | Path, sha256: str | None = None, *, size: int | None = None,
+                 timeout: float = 60.0, retries: int = 5, backoff: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> Path:
     """Download `url` to `dest` and return `dest`.
 
     Streams to `dest.part` with a progress bar; after a dropped connection it resumes with an HTTP Range
     request (starting over if the server ignores it or the file changed); it retries up to `retries` times
-    in a row without progress, waiting `backoff`, 2x, 4x... seconds between tries; checks `sha256` if given,
-    and only then renames the file to `dest`. A bad download is discarded, and an existing `dest` is only
-    ever replaced by a complete, verified file. An interrupted download resumes on the next call.
+    in a row without progress, waiting `backoff`, 2x, 4x... seconds between tries; checks `size` (bytes) and
+    `sha256` if given, and only then renames the file to `dest`. A body longer than the Content-Length its
+    server announced (a misconfigured server: the file may be cut short) and an empty body are refused. A bad
+    download is discarded, and an existing `dest` is only ever replaced by a complete, verified file. An
+    interrupted download resumes on the next call.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -368,6 +376,13 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, timeo
         try:
             _transfer(url, part, timeout)
             break
+        except _Overrun as e:
+            _discard(part)
+            raise DownloadError(f"Downloading {url} failed: the server sent more than the {e.announced:,} bytes it "
+                                "announced (its Content-Length), so what it said was the whole file is cut short. "
+                                "Nothing was kept. Run again later; if it happens again, the server is "
+                                "misconfigured: download the file some other way (a browser) and put it at "
+                                f"{dest}.") from None
         except urllib.error.HTTPError as e:
             if e.code == 416 and before:  # "range not satisfiable": our partial file is not a prefix of theirs
                 _discard(part)
@@ -387,7 +402,7 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, timeo
         if failures:
             sleep(backoff * 2 ** (failures - 1))
     _check_body(part, url, dest)
-    _verify(part, url, sha256, dest)
+    _verify(part, url, sha256, size, dest)
     _meta(part).unlink(missing_ok=True)
     return commit_file(part, dest)
 
@@ -443,13 +458,36 @@ def _total_size(response, offset: int) -> int | None:
     return int(total) if total.isdigit() else None
 
 
+class _Overrun(Exception):
+    """The server sent more bytes than its Content-Length announced."""
+
+    def __init__(self, announced: int):
+        super().__init__(announced)
+        self.announced = announced
+
+
+# The last bytes of a body are read through the response's buffer, which then shows what came after them
+PEEK_WINDOW = io.DEFAULT_BUFFER_SIZE // 2
+
+
 def _stream(response, part: Path, offset: int, total: int | None) -> None:
+    """Append the body of `response` to `part`. Before its announced end, look at what has arrived beyond it:
+    bytes there mean the Content-Length was too small, and the file stopped short (_Overrun)."""
+    left = None if total is None else total - offset
     with open(part, "ab" if offset else "wb") as f, \
          tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
               desc=part.name[:-len(".part")], mininterval=0.5) as bar:
-        while chunk := response.read(CHUNK):
+        while left is None or left > 0:
+            if left is not None and left <= PEEK_WINDOW and len(response.peek(left + 1)) > left:
+                raise _Overrun(total - offset)
+            last = left if left is None or left <= PEEK_WINDOW else left - PEEK_WINDOW  # stop at the window
+            chunk = response.read1(CHUNK if last is None else min(CHUNK, last))
+            if not chunk:
+                break
             f.write(chunk)
             bar.update(len(chunk))
+            if left is not None:
+                left -= len(chunk)
 
 
 def _check_body(part: Path, url: str, dest: Path) -> None:
@@ -473,13 +511,20 @@ def _looks_like_html(path: Path) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml"))
 
 
-def _verify(part: Path, url: str, sha256: str | None, dest: Path) -> None:
+def _verify(part: Path, url: str, sha256: str | None, size: int | None, dest: Path) -> None:
+    kept = f" {dest} was left as it was." if dest.exists() else ""
+    if size is not None and _size(part) != size:  # a cut-short file, told at once (no hashing of gigabytes)
+        got = _size(part)
+        _discard(part)
+        raise ChecksumError(f"The file downloaded from {url} is {got:,} bytes, expected {size:,}: "
+                            f"{'the download stopped short' if got < size else 'it is not the expected file'}. "
+                            f"It was discarded.{kept} Run again to retry; if the same happens, the file on the "
+                            "server has changed: please report it.")
     if sha256 is None:
         return
     got = file_sha256(part)
     if got != sha256.lower():
         _discard(part)
-        kept = f" {dest} was left as it was." if dest.exists() else ""
         raise ChecksumError(f"The file downloaded from {url} is not the expected one: its sha256 is {got}, "
                             f"expected {sha256}. It was discarded.{kept} Run again to retry; if the same "
                             "happens, the file on the server has changed: please report it.")

@@ -16,7 +16,8 @@ class LocalServer:
 
     `plans[name]` scripts the next requests for that file, one step each: "ok", "drop:N" (send the
     headers and N bytes, then hang up), "whole" (ignore Range), "status:N" (answer HTTP N), "stall"
-    (say nothing until the server shuts down). `requests` records (name, Range, If-Range) of every request."""
+    (say nothing until the server shuts down), "announce:N" (say Content-Length: N, then send the whole body).
+    `requests` records (name, Range, If-Range) of every request."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
@@ -70,7 +71,7 @@ def _handler(server: LocalServer):
             self.send_response(206 if start else 200)
             if start:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", arg if step == "announce" else str(len(body)))
             self.send_header("ETag", etag)
             self.end_headers()
             self.wfile.write(body[:int(arg)] if step == "drop" else body)
