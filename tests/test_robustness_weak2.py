@@ -1,6 +1,6 @@
 """Round two of the hostile-input trial (issue 16), more of the WEAK table cases: a zip with a symbolic link
 and a file written through it (D13), a truncated or corrupt archive (D14), a server announcing a Content-Length
-smaller than the body (D3), an empty body (D4)."""
+smaller than the body (D3), an empty body (D4), a float image with NaN pixels (I19)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +11,11 @@ import stat
 import tarfile
 import zipfile
 
+import numpy as np
 import py7zr
 import pytest
 from http_server import TOY
+from PIL import Image
 
 from course_utils.download import (
     DATASETS,
@@ -27,6 +29,8 @@ from course_utils.download import (
     extract_archive,
     get_dataset,
 )
+from course_utils.vision import ImageList
+from course_utils.vision.image import open_image
 
 
 def _contents(tmp_path):
@@ -177,3 +181,51 @@ def test_an_empty_body_is_refused_whatever_the_file_and_the_kept_copy_stays(serv
         download_url(url, tmp_path / "train_v2.csv", sleep=lambda s: None)
     assert [p.name for p in tmp_path.iterdir()] == ["train_v2.csv"]
     assert (tmp_path / "train_v2.csv").read_text() == "image_name,tags\n"
+
+
+# --- I19: a float TIFF with NaN or infinite pixels ---------------------------------------------------------------
+def _float_tiff(path, values):
+    Image.fromarray(np.asarray(values, dtype=np.float32), mode="F").save(path)
+    return path
+
+
+@pytest.mark.parametrize("values, bad", [(np.full((8, 8), np.nan), 64), ([[0.5, np.inf], [0.1, 0.2]], 1),
+                                         ([[-np.inf, 0.5], [np.nan, 0.2]], 2)])
+def test_a_float_image_with_nan_or_inf_is_refused_where_it_is_read(tmp_path, values, bad):
+    f = _float_tiff(tmp_path / "nan.tif", values)
+    size = np.asarray(values).size
+    with pytest.raises(ValueError) as err:
+        open_image(f)
+    assert str(err.value) == (f"Image {f} has NaN or infinite pixel values ({bad} of {size} pixels); re-export it "
+                              "as 8-bit, or replace the NaNs (numpy.nan_to_num) and save it again.")
+
+
+def test_a_finite_float_image_still_opens(tmp_path):
+    f = _float_tiff(tmp_path / "ok.tif", [[0.0, 0.5], [1.0, 0.25]])
+    assert np.asarray(open_image(f))[..., 0].tolist() == [[0, 128], [255, 64]]
+
+
+@pytest.fixture
+def tiffs(tmp_path):
+    """Two classes of float TIFFs, one of them all NaN."""
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            _float_tiff(tmp_path / cls / f"{cls}{i}.tif", np.full((8, 8), 0.2 if cls == "a" else 0.8))
+    _float_tiff(tmp_path / "b" / "b3.tif", np.full((8, 8), np.nan))
+    return tmp_path
+
+
+def test_check_lists_an_image_of_nans_with_what_to_do(tiffs, capsys):
+    problems = ImageList.from_folder(tiffs).check()
+    assert problems == [(tiffs / "b" / "b3.tif", f"Image {tiffs / 'b' / 'b3.tif'} has NaN or infinite pixel values "
+                                                 "(64 of 64 pixels); re-export it as 8-bit, or replace the NaNs "
+                                                 "(numpy.nan_to_num) and save it again.")]
+    assert "1 of 8 images cannot be read" in capsys.readouterr().out
+
+
+def test_an_image_of_nans_stops_the_databunch_before_training(tiffs):
+    src = ImageList.from_folder(tiffs).split_by_rand_pct(0.25, seed=0).label_from_folder().transform(size=8)
+    with pytest.raises(ValueError, match=r"1 of 8 items cannot be used for training:\n  - Image .*b3\.tif has NaN "
+                                         r"or infinite pixel values"):
+        src.databunch(bs=2, num_workers=0)

@@ -130,7 +130,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
       0..255 (not clipped, which would turn almost every pixel white). 'I' values outside 0..65535
       are scaled from the image's own min..max.
     - Float images ('F') are taken as 0..1 intensities when all their values lie in [0, 1], else
-      scaled from the image's own min..max.
+      scaled from the image's own min..max. NaN or infinite values are an error naming the file: no
+      scaling can make pixels of them.
     - Everything else (grey 'L', '1', palette 'P', 'CMYK', 'YCbCr', ...) uses Pillow's conversion."""
     if img.mode in _WIDE_MODES:
         return _wide_to_rgb(img)
@@ -142,6 +143,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def _wide_to_rgb(img: Image.Image) -> Image.Image:
     a = np.asarray(img).astype(np.float64)
+    bad = a.size - np.count_nonzero(np.isfinite(a))
+    if bad:  # they would be cast to arbitrary bytes (0 on most machines), with only a numpy warning
+        name = getattr(img, "filename", "") or "(not from a file)"
+        raise ValueError(f"Image {name} has NaN or infinite pixel values ({bad:,} of {a.size:,} pixels); re-export it "
+                         "as 8-bit, or replace the NaNs (numpy.nan_to_num) and save it again.")
     lo, hi = (0.0, 1.0) if img.mode == "F" else (0.0, 65535.0)
     if a.size and (a.min() < lo or a.max() > hi):
         lo, hi = float(a.min()), float(a.max())
