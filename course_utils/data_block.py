@@ -364,7 +364,10 @@ class ItemLists:
             return tags
         if label_delim is not None or isinstance(cols, (list, tuple)):
             kwargs.setdefault("label_cls", MultiCategoryList)
-        return self.label_from_lists(labels(self.train), labels(self.valid), **kwargs)
+        train, valid = labels(self.train), labels(self.valid)
+        if label_delim is not None and not isinstance(cols, (list, tuple)):
+            _warn_untagged(column_name(self.train.inner_df, cols, "label"), [(self.train, train), (self.valid, valid)])
+        return self.label_from_lists(train, valid, **kwargs)
 
     def label_from_func(self, func: Callable, **kwargs) -> "LabelLists":
         """Label each item with `func(item)`."""
@@ -793,6 +796,17 @@ def _warn_other_separators(tags: list[list[str]], col: str, label_delim: str, x:
                           f"{x.item_name(x.items[i])}), "
                           f"but label_delim={label_delim!r}, so each such tag is read as one class. If your tags "
                           f"are separated by {sep!r}, pass label_delim={sep!r}.", stacklevel=4)
+
+
+def _warn_untagged(col: str, sets: list[tuple[ItemList, list[list[str]]]]) -> None:
+    """Rows without tags are legitimate in multi-label data (nothing applies), but more often a slip: say so."""
+    untagged = [x.item_name(x.items[i]) for x, tags in sets for i, t in enumerate(tags) if not t]
+    if untagged:
+        shown = ", ".join(map(str, untagged[:5])) + (", ..." if len(untagged) > 5 else "")
+        warnings.warn(f"{len(untagged)} row(s) of the table have no tags in column {col!r} (the rows of {shown}): "
+                      "they are trained as 'no tag applies' (a target of all zeros). If those rows should not be "
+                      "there, delete them from the CSV, or read it with pandas and pass "
+                      f"df.dropna(subset=[{col!r}]) to {type(sets[0][0]).__name__}.from_df.", stacklevel=3)
 
 
 def _missing(v) -> bool:

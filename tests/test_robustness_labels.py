@@ -67,7 +67,8 @@ def test_a_split_that_leaves_training_empty_is_an_error():
 # --- CSV labels ---------------------------------------------------------------------------------
 def test_tags_with_stray_spaces_and_empty_tag_lists_parse(tmp_path):
     il = _from(tmp_path, ["a; b", " a ;b ", "", "b;;", "a", "b"])
-    ll = il.split_by_idx([5]).label_from_df("label", label_delim=";")
+    with pytest.warns(UserWarning, match=r"1 row\(s\) of the table have no tags in column 'label'"):
+        ll = il.split_by_idx([5]).label_from_df("label", label_delim=";")  # the empty row: trained as no tag
     y = ll.train.y
     assert y.classes == ["a", "b"]
     assert [y.decode(y.get(i)) for i in range(len(y))] == [["a", "b"], ["a", "b"], [], ["b"], ["a"]]

@@ -1,6 +1,7 @@
 """Round two of the hostile-input trial (issue 16), more of the WEAK table cases: a zip with a symbolic link
 and a file written through it (D13), a truncated or corrupt archive (D14), a server announcing a Content-Length
-smaller than the body (D3), an empty body (D4), a float image with NaN pixels (I19)."""
+smaller than the body (D3), an empty body (D4), a float image with NaN pixels (I19), and rows without tags in a
+multi-label CSV (C7)."""
 from __future__ import annotations
 
 import hashlib
@@ -229,3 +230,45 @@ def test_an_image_of_nans_stops_the_databunch_before_training(tiffs):
     with pytest.raises(ValueError, match=r"1 of 8 items cannot be used for training:\n  - Image .*b3\.tif has NaN "
                                          r"or infinite pixel values"):
         src.databunch(bs=2, num_workers=0)
+
+
+# --- C7: an empty tag cell in a multi-label CSV ------------------------------------------------------------------
+def _tagged(root, tags):
+    (root / "imgs").mkdir(parents=True)
+    for i in range(len(tags)):
+        Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(root / "imgs" / f"img_{i}.jpg")
+    (root / "labels.csv").write_text("image_name,tags\n" + "".join(f"img_{i},{t}\n" for i, t in enumerate(tags)))
+    return ImageList.from_csv(root, "labels.csv", folder="imgs", suffix=".jpg").split_by_idx([10, 11])
+
+
+def test_rows_without_tags_are_named_in_a_warning_and_trained_as_no_tag(tmp_path):
+    tags = ["a b"] * 12
+    tags[3], tags[7], tags[11] = "", "  ", '" "'  # empty, spaces only, a quoted delimiter: no tag in any
+    src = _tagged(tmp_path, tags)
+    with pytest.warns(UserWarning) as record:
+        lls = src.label_from_df(label_delim=" ")
+    [w] = [w for w in record if "no tags" in str(w.message)]
+    assert str(w.message) == (
+        "3 row(s) of the table have no tags in column 'tags' (the rows of imgs/img_3.jpg, imgs/img_7.jpg, "
+        "imgs/img_11.jpg): they are trained as 'no tag applies' (a target of all zeros). If those rows should not "
+        "be there, delete them from the CSV, or read it with pandas and pass df.dropna(subset=['tags']) to "
+        "ImageList.from_df.")
+    assert w.filename == __file__, "the warning points at the caller's line"
+    assert lls.train.y.get(3).tolist() == [0.0, 0.0] and lls.valid.y.get(1).tolist() == [0.0, 0.0]
+    assert lls.train.y.get(0).tolist() == [1.0, 1.0]
+
+
+def test_many_rows_without_tags_show_the_first_five_and_the_count(tmp_path):
+    src = _tagged(tmp_path, ["", "a", "b"] * 4)
+    with pytest.warns(UserWarning, match=r"^4 row\(s\) .* \(the rows of imgs/img_0\.jpg, imgs/img_3\.jpg, "
+                                         r"imgs/img_6\.jpg, imgs/img_9\.jpg\)"):
+        src.label_from_df(label_delim=" ")
+    src = _tagged(tmp_path / "more", ["", "a"] * 6)
+    with pytest.warns(UserWarning, match=r"^6 row\(s\) .*img_8\.jpg, \.\.\.\): they are trained"):
+        src.label_from_df(label_delim=" ")
+
+
+def test_a_fully_tagged_table_gives_no_such_warning(planet_path, recwarn):
+    lls = (ImageList.from_csv(planet_path, "train_v2.csv", folder="train-jpg", suffix=".jpg")
+           .split_by_rand_pct(0.25, seed=42).label_from_df(label_delim=" "))
+    assert len(lls.train) == 18 and not [w for w in recwarn if "no tags" in str(w.message)]
