@@ -379,7 +379,7 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, size:
         except _Overrun as e:
             _discard(part)
             raise DownloadError(f"Downloading {url} failed: the server sent more than the {e.announced:,} bytes it "
-                                "announced (its Content-Length), so what it said was the whole file is cut short. "
+                                "announced (its Content-Length), so a file that ends there would be cut short. "
                                 "Nothing was kept. Run again later; if it happens again, the server is "
                                 "misconfigured: download the file some other way (a browser) and put it at "
                                 f"{dest}.") from None
@@ -659,7 +659,7 @@ def _extract_zip(archive: Path, folder: Path, budget: _SizeBudget) -> None:
         for info in infos:  # every check before anything is written (zipfile never writes past file_size)
             _checked_target(archive, folder, info.filename)
             if stat.S_ISLNK(info.external_attr >> 16):  # zipfile would write it as a file holding the target's
-                # name, then fail on a member written through it; the datasets have none
+                # name, then fail on a member written through it (other unzippers would follow it)
                 _refuse(archive, info.filename, "is a symbolic link (not accepted in .zip archives)")
             budget.spend(info.file_size)
         for info in infos:

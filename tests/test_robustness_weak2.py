@@ -136,7 +136,7 @@ def test_a_body_longer_than_its_content_length_is_refused_and_not_kept(server, t
     with pytest.raises(DownloadError) as err:
         download_url(url, tmp_path / "toy.tgz", sleep=lambda s: None)
     assert str(err.value) == (f"Downloading {url} failed: the server sent more than the {announced:,} bytes it "
-                              "announced (its Content-Length), so what it said was the whole file is cut short. "
+                              "announced (its Content-Length), so a file that ends there would be cut short. "
                               "Nothing was kept. Run again later; if it happens again, the server is misconfigured: "
                               f"download the file some other way (a browser) and put it at {tmp_path / 'toy.tgz'}.")
     assert list(tmp_path.iterdir()) == [] and len(server.requests) == 1  # no retries: it would say the same
