@@ -6,7 +6,8 @@ and jittering data/planet_tiny, then measures
   (a) the input pipeline alone (planet augmentations at 128 px, batch 64): no cache, cold and warm cache,
       at num_workers 0 and 2, against a `Dataset` that decodes every file and applies `transforms.v2`;
   (b) training resnet18 at 64 and 128 px and the lesson's resnet18 U-Net at 96x128: fp32, bf16 forced, and
-      whatever `to_fp16()` picks on this CPU, a few batches each (the first is warm-up and not timed);
+      whatever `to_fp16()` picks on this CPU, a few batches each (the first is warm-up and not timed;
+      the median batch time counts);
   (c) the same models, freshly built, in a plain fp32 PyTorch loop over a plain Dataset;
 and prints a table; everything goes to a JSON file. `--quick` runs in about a minute.
 """
@@ -189,6 +190,12 @@ class BatchTimer(Callback):
             raise CancelFit()
 
 
+def rate(times: list[float], bs: int) -> float:
+    """Images/s from the end times of consecutive batches (the first is warm-up): `bs` over the *median* batch
+    time, so one batch slowed by a neighbour on a shared CPU does not decide a short run."""
+    return bs / float(np.median(np.diff(times)))
+
+
 def gflop_per_image(model: nn.Module, shape) -> float:
     """GFLOP of one forward and backward pass for one image (counted by torch's FLOP counter)."""
     model.train()
@@ -226,7 +233,7 @@ def bench_lib_train(kind: str, root: Path, size, bs: int, n: int, precision: str
     timer = BatchTimer(n)
     learn.fit(1, lr=1e-3, callbacks=[timer], progress=False)
     picked = learn.precision.dtype if learn.precision else None
-    return {"img_s": n * bs / (timer.times[-1] - timer.times[0]), "mean_loss": float(np.mean(timer.losses)),
+    return {"img_s": rate(timer.times, bs), "mean_loss": float(np.mean(timer.losses)),
             "picked": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(picked, "fp32"), "timed_batches": n}
 
 
@@ -250,7 +257,7 @@ def bench_plain_train(kind: str, root: Path, size, bs: int, n: int) -> dict:
         times.append(time.perf_counter())
         if i == n:
             break
-    return {"img_s": n * bs / (times[-1] - times[0])}
+    return {"img_s": rate(times, bs)}
 
 
 def bench_training(root: Path, n: int, start: float) -> dict:
