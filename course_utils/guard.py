@@ -80,8 +80,9 @@ class NaNGuard(Callback):
         loss_sum = self.learn.valid_sums[1]
         if math.isfinite(loss_sum) or getattr(self, "warned", False):
             return
-        self.warned = getattr(self, "in_fit", False)  # once per fit; every time for a plain validate()
-        when = f" at epoch {self.learn.epoch + 1}" if self.warned else ""
+        in_fit = getattr(self, "in_fit", False)
+        self.warned = in_fit  # once per fit; every time for a plain validate()
+        when = f" at epoch {self.learn.epoch + 1}" if in_fit else ""
         warnings.warn(f"The validation loss is {loss_sum}{when}. If the training losses are finite, look for NaN or "
                       "infinite values in the validation items (a float TIFF with NaN pixels, say) or their labels; "
                       "if the model overflows in evaluation mode, train with a lower learning rate.", stacklevel=2)

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
-from http_server import LocalServer  # noqa: E402
+from http_server import TOY, LocalServer  # noqa: E402
 from imdb import make_imdb_like  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -211,6 +211,17 @@ def server():
     srv.thread.start()
     yield srv
     srv.close()
+
+
+@pytest.fixture
+def toy(server, tmp_path, monkeypatch):
+    """A registry entry `toy` served by the local server; the data dir is tmp_path/data."""
+    from course_utils.download import DATASETS, Dataset, Source
+
+    url = server.serve("toy.tgz", TOY)
+    monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(url),), folder="toy", expect=("hello.txt", "sub")))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
 
 
 @pytest.fixture

@@ -206,15 +206,6 @@ def test_tiny_mode_returns_the_bundled_copy(monkeypatch):
         get_dataset("planets", "tiny")
 
 
-@pytest.fixture
-def toy(server, tmp_path, monkeypatch):
-    """A registry entry `toy` served by the local server; the data dir is tmp_path/data."""
-    url = server.serve("toy.tgz", TOY)
-    monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(url),), folder="toy", expect=("hello.txt", "sub")))
-    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
 def test_full_mode_downloads_verifies_and_extracts_once(toy, server, fsynced):
     path = get_dataset("toy", "full")
     assert path == toy / "toy"

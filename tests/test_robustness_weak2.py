@@ -19,12 +19,9 @@ from http_server import TOY
 from PIL import Image
 
 from course_utils.download import (
-    DATASETS,
     ChecksumError,
-    Dataset,
     DatasetError,
     DownloadError,
-    Source,
     UnsafeArchiveError,
     download_url,
     extract_archive,
@@ -145,15 +142,6 @@ def test_a_body_longer_than_its_content_length_is_refused_and_not_kept(server, t
 def test_a_body_as_long_as_announced_is_still_taken(server, tmp_path):
     url = server.serve("big.bin", BIG)
     assert download_url(url, tmp_path / "big.bin", size=len(BIG)).read_bytes() == BIG
-
-
-@pytest.fixture
-def toy(server, tmp_path, monkeypatch):
-    """A registry entry `toy` served by the local server; the data dir is tmp_path/data."""
-    url = server.serve("toy.tgz", TOY)
-    monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(url),), folder="toy", expect=("hello.txt", "sub")))
-    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
 
 
 def test_a_download_cut_at_a_short_content_length_fails_the_recorded_size(toy, server):
