@@ -21,7 +21,8 @@ import numpy as np
 from .progress import progress_output
 
 __all__ = ["Callback", "CancelFit", "Recorder", "OneCycleScheduler", "LRFinder", "ProgressTable",
-           "annealing_cos", "suggest_lr", "stop_improving", "SUGGESTION_RULE"]
+           "annealing_cos", "suggest_lr", "stop_improving", "SUGGESTION_RULE", "unfreeze_slice",
+           "loss_axis_limits"]
 
 
 class CancelFit(Exception):
@@ -50,7 +51,8 @@ class Recorder(Callback):
         self.reset()
 
     def reset(self):
-        """Forget all history."""
+        """Forget all history (and the last LR-finder suggestion, `suggested_lr`)."""
+        self.suggested_lr: float | None = None
         self.lrs, self.moms, self.losses, self.smooth_losses = [], [], [], []
         self.val_losses, self.metrics, self.nb_batches, self.epoch_rows = [], [], [], []
         self.metric_names = []
@@ -116,25 +118,62 @@ class Recorder(Callback):
             axes[0, i].plot([m[i] for m in self.metrics], "o-")
             axes[0, i].set(xlabel="epoch", title=name)
 
-    def plot(self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False):
-        """Loss against learning rate after `lr_find` (log scale); with `suggestion`, mark and return a good LR."""
+    def plot(self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = False) -> None:
+        """Loss against learning rate after `lr_find` (log scale). With `suggestion`, mark a good rate, print it
+        and keep it in `self.suggested_lr`. Returns nothing, as in the lesson's library: a returned number would
+        be echoed under the plot. The loss axis is clipped a little above the starting loss, so the blow-up at
+        the end does not flatten the part of the curve you read."""
         lrs = self.lrs[skip_start: len(self.lrs) - skip_end or None]
         losses = self.smooth_losses[skip_start: len(self.smooth_losses) - skip_end or None]
         if len(lrs) < 2:
             lrs, losses = self.lrs, self.smooth_losses
-        fig, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=(6, 4))
         ax.plot(lrs, losses)
         ax.set(xscale="log", xlabel="learning rate", ylabel="loss (smoothed)")
+        ax.set_ylim(*loss_axis_limits(losses))
         if not suggestion:
-            return None
+            return
         stop, reason = stop_improving(losses)
         lr = suggest_lr(lrs, losses)
-        at = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
         ax.axvline(lrs[stop], color="grey", linestyle=":", label=f"stops improving {lrs[stop]:.1e}")
-        ax.plot(lrs[at], losses[at], "ro", markersize=8, label=f"suggested {lr:.2e}")
+        # the dot at the suggestion itself, on the curve (the suggestion is rarely one of the recorded rates)
+        ax.plot(lr, np.interp(np.log(lr), np.log(lrs), losses), "ro", markersize=8, label=f"suggested {lr:.2e}")
         ax.legend()
+        self.suggested_lr = lr
         print(f"Suggested learning rate: {lr:.2e} ({SUGGESTION_RULE}: {lrs[stop]:.2e}, {reason})")
-        return lr
+
+
+def loss_axis_limits(losses) -> tuple[float, float]:
+    """(bottom, top) for an LR-finder plot: from just below the lowest loss to a third of the way above the
+    higher of the starting loss and the lowest, so a divergence to 1e10 stays off the axis."""
+    finite = np.asarray(losses, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) == 0:
+        return 0.0, 1.0
+    low, start = float(finite.min()), float(finite[0])
+    span = max(start - low, 0.05 * abs(low), 1e-3)
+    return low - 0.1 * span, max(start, low) + span / 3 + 0.1 * span
+
+
+def unfreeze_slice(lr: float, suggested: float | None = None, fixed_low: float | None = None) -> slice:
+    """The one rule here for the discriminative rates after unfreezing (lesson 3, 48:50), printed with the
+    numbers it used. The right end is the stage-1 rate `lr` divided by 5. The left end is `fixed_low` when
+    given (the lesson's fixed choice, e.g. 1e-5), else the LR finder's suggestion after unfreezing, capped at
+    a tenth of the right end, so the first layers always move at least ten times slower than the head."""
+    high = lr / 5
+    if not (math.isfinite(high) and high > 0):
+        raise ValueError(f"unfreeze_slice: the stage-1 rate must be a positive number, got lr={lr!r}.")
+    cap = high / 10
+    if fixed_low is not None:
+        low, why = fixed_low, f"left end the lesson's fixed {fixed_low:.1e}"
+    elif suggested is None:
+        low, why = cap, f"left end a tenth of it, {cap:.1e} (no suggestion given: run lr_find and plot first)"
+    elif suggested > cap:
+        low, why = cap, f"left end capped at a tenth of it, {cap:.1e} (the suggestion, {suggested:.1e}, is above it)"
+    else:
+        low, why = suggested, f"left end the LR finder's suggestion, {suggested:.1e} (below the cap {cap:.1e})"
+    print(f"after unfreezing: slice({low:.1e}, {high:.1e}): right end lr/5 = {high:.1e}; {why}")
+    return slice(low, high)
 
 
 SUGGESTION_RULE = "a tenth of the rate where the loss stops improving"

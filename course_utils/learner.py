@@ -20,14 +20,14 @@ import torch
 import torch.nn as nn
 
 from .amp import MixedPrecision, choose_precision
-from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder
+from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder, unfreeze_slice
 from .config import announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
 from .persist import atomic_save, check_classes_fit, check_export, load_weights, safe_load, seal_export
 
-__all__ = ["Learner", "load_learner", "lr_range", "safe_load"]
+__all__ = ["Learner", "load_learner", "lr_range", "safe_load", "unfreeze_slice"]
 
 DEFAULT_LR = slice(3e-3)
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+
 from .data_block import CategoryList, LabelLists, MultiCategoryList
-from .learner import Learner, load_learner
+from .learner import Learner, load_learner, unfreeze_slice
 from .metrics import accuracy, accuracy_thresh, fbeta, masked_accuracy
 from .tables import read_csv, same_names_on_disk
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
@@ -118,16 +120,22 @@ def own_learner(src: LabelLists, size: int = 128, bs: int = 32, arch: str = "res
 def train_recipe(learn: Learner, epochs: int = 4, lr: float | None = None,
                  after_stage: Callable[[int], None] | None = None) -> float:
     """The lesson's recipe: head first (frozen body) at `lr` (default: the LR finder's suggestion), then
-    everything with discriminative rates slice(lr/100, lr/5). `after_stage(1)` and `after_stage(2)` run as
-    each stage finishes (the command line exports there). Returns the learning rate used."""
+    unfreeze, run the LR finder again and train everything with the discriminative rates of `unfreeze_slice`
+    (the same rule the notebooks use). `after_stage(1)` and `after_stage(2)` run as each stage finishes (the
+    command line exports there). Returns the learning rate used."""
     if lr is None:
         learn.lr_find()
-        lr = learn.recorder.plot(suggestion=True)
+        learn.recorder.plot(suggestion=True)
+        lr = learn.recorder.suggested_lr
+        plt.close("all")
     learn.fit_one_cycle(epochs, slice(lr))
     if after_stage:
         after_stage(1)
     learn.unfreeze()
-    learn.fit_one_cycle(epochs, slice(lr / 100, lr / 5))
+    learn.lr_find()
+    learn.recorder.plot(suggestion=True)
+    plt.close("all")  # the command line shows no plots
+    learn.fit_one_cycle(epochs, unfreeze_slice(lr, suggested=learn.recorder.suggested_lr))
     if after_stage:
         after_stage(2)
     return lr

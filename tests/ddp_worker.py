@@ -86,7 +86,8 @@ def main() -> None:
     if args.fp16:
         learn.to_fp16()
     learn.lr_find(num_it=6)
-    suggestion = learn.recorder.plot(suggestion=True)
+    learn.recorder.plot(suggestion=True)
+    suggestion = learn.recorder.suggested_lr
     learn.freeze()
     learn.fit_one_cycle(2, 5e-2)
     learn.unfreeze()

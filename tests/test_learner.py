@@ -14,7 +14,14 @@ import torch.nn as nn
 from PIL import Image
 
 from conftest import COLOURS, PLANET_CLASSES, tiny_model
-from course_utils.callbacks import Callback, OneCycleScheduler, stop_improving, suggest_lr
+from course_utils.callbacks import (
+    Callback,
+    OneCycleScheduler,
+    loss_axis_limits,
+    stop_improving,
+    suggest_lr,
+    unfreeze_slice,
+)
 from course_utils.learner import Learner, load_learner, lr_range
 from course_utils.metrics import accuracy, accuracy_thresh, fbeta
 from course_utils.vision import ImageList, cnn_learner, imagenet_stats, models
@@ -230,9 +237,37 @@ def test_lr_find_sweeps_exponentially_and_plot_suggests_a_rate_from_the_sweep(pl
     assert lrs[0] == pytest.approx(1e-6)
     ratios = np.array(lrs[1:]) / np.array(lrs[:-1])
     np.testing.assert_allclose(ratios, (1.0 / 1e-6) ** (1 / 20), rtol=1e-9)
-    lr = learn.recorder.plot(suggestion=True)
+    assert learn.recorder.plot(suggestion=True) is None  # nothing echoed under the plot in a notebook
+    lr = learn.recorder.suggested_lr
     assert isinstance(lr, float)
     assert min(lrs) <= lr <= max(lrs)
+    dot = [line for line in plt.gca().lines if line.get_label().startswith("suggested")][0]
+    assert dot.get_xdata()[0] == pytest.approx(lr)  # the red dot sits at the value its legend names
+    plt.close("all")
+
+
+def test_lr_finder_plot_clips_a_divergence_off_the_loss_axis():
+    losses = [2.3, 2.2, 1.9, 1.5, 1.4, 3.0, 2e10]
+    bottom, top = loss_axis_limits(losses)
+    assert bottom < 1.4 and 2.3 < top < 5
+
+
+@pytest.mark.parametrize("lr, suggested, fixed, expected, words", [
+    (1e-2, 1e-5, None, slice(1e-5, 2e-3), "the LR finder's suggestion"),
+    (1e-2, 7e-3, None, slice(2e-4, 2e-3), "capped at a tenth"),
+    (1e-2, 7e-3, 1e-5, slice(1e-5, 2e-3), "the lesson's fixed"),
+    (1e-2, None, None, slice(2e-4, 2e-3), "no suggestion given"),
+])
+def test_unfreeze_slice_is_one_rule_and_prints_the_numbers_it_used(capsys, lr, suggested, fixed, expected, words):
+    got = unfreeze_slice(lr, suggested=suggested, fixed_low=fixed)
+    assert got.start == pytest.approx(expected.start) and got.stop == pytest.approx(expected.stop)
+    out = capsys.readouterr().out
+    assert words in out and f"slice({got.start:.1e}, {got.stop:.1e})" in out
+
+
+def test_unfreeze_slice_refuses_a_rate_that_is_not_positive():
+    with pytest.raises(ValueError, match="positive"):
+        unfreeze_slice(float("nan"))
 
 
 def test_lr_find_stops_when_the_loss_explodes(tiny_learner):
