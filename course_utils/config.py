@@ -3,6 +3,7 @@
 Every COURSE_* environment variable is read here and nowhere else (README.md lists them); torchrun's own
 variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE) are read where they are used."""
 import os
+import pathlib
 import random
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 import torch
 
 __all__ = ["data_dir", "models_dir", "cache_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
-           "dist_timeout", "default_device", "default_num_workers", "seed_everything"]
+           "dist_timeout", "default_device", "default_num_workers", "seed_everything", "CoursePath",
+           "gpu_mem_get_free_no_cache"]
 
 # Batches per epoch and per validation or prediction pass under COURSE_SMOKE=1. One, not a couple: on a
 # 2-core CPU one training step of the CamVid U-Net at the lesson's 4x360x480 takes about a minute (measured,
@@ -112,3 +114,30 @@ def seed_everything(seed: int = 42) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class CoursePath(type(pathlib.Path())):
+    """A pathlib path (PosixPath or WindowsPath, whichever this system uses) with the lesson video's `ls()`.
+    `get_dataset` and `untar_data` return one, and so do paths made from it (`path/'images'`, `.parent`)."""
+
+    def __repr__(self) -> str:
+        return f"Path({str(self)!r})"
+
+    def ls(self) -> list["CoursePath"]:
+        """What the folder holds, sorted by name (the lesson's `path.ls()`)."""
+        if not self.is_dir():
+            raise NotADirectoryError(f"{self} is not a folder, so there is nothing to list"
+                                     f"{'' if self.exists() else ' (it does not exist)'}.")
+        return sorted(self.iterdir())
+
+
+def gpu_mem_get_free_no_cache() -> int:
+    """Free memory on the current GPU in MB, after handing PyTorch's cached, unused blocks back to the driver
+    (the lesson's check before picking a batch size for the big CamVid stage). On a machine without a CUDA GPU
+    it says so in one line and returns 0: there is no GPU memory to fill, and the CPU uses ordinary RAM."""
+    if not torch.cuda.is_available():
+        print("gpu_mem_get_free_no_cache: no CUDA GPU here (training runs on the CPU), so 0 MB of GPU memory is free.")
+        return 0
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    return int(free // 2**20)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import os
 import re
 import warnings
@@ -24,10 +25,11 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from .config import default_device, default_num_workers
+from .persist import atomic_save, safe_load
 from .tables import column_name, read_csv
 
-__all__ = ["TransformConfig", "ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch", "CategoryList",
-           "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize"]
+__all__ = ["DatasetType", "tensor", "TransformConfig", "ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch",
+           "CategoryList", "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize", "load_data"]
 
 # Names from the lesson video that were renamed; looking one up says what to call instead.
 RENAMED = {
@@ -35,7 +37,48 @@ RENAMED = {
     "no_split": "split_none",
     "label_from_csv": "label_from_df (after ImageList.from_csv)",
     "datasets": "transform(...).databunch(...)",
+    "label_const": "label_for_lm() (a language model) or label_from_lists(...)",
+    "split_by_valid_pct": "split_by_rand_pct",
 }
+
+
+class DatasetType(str, enum.Enum):
+    """The lesson's names for the three sets (`learn.get_preds(ds_type=DatasetType.Test)`). Each one is equal to
+    the plain string used here ('train', 'valid', 'test'), so either spelling works wherever a `ds_type` goes."""
+    Train = "train"
+    Valid = "valid"
+    Test = "test"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+def tensor(x, *rest, **kwargs) -> torch.Tensor:
+    """The lesson's `tensor(...)`: `tensor([c2, c1])` or `tensor(c2, c1)` -> a torch tensor (numpy arrays and
+    tensors included; `kwargs` such as `dtype=` go to torch.as_tensor)."""
+    if rest:
+        x = (x, *rest)
+    if isinstance(x, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in x):
+        return torch.stack([torch.as_tensor(v, **kwargs) for v in x])
+    return torch.as_tensor(np.asarray(x) if isinstance(x, (list, tuple)) else x, **kwargs)
+
+
+def _plain_size(options: dict) -> dict:
+    """`size=` given as a numpy array, a torch tensor or numpy integers (CamVid's `src_size//2`) -> plain ints.
+    A 2-element array crops to (height, width), as the lesson's array did (a tuple or list squishes)."""
+    size = options.get("size")
+    if isinstance(size, torch.Tensor):
+        size = size.detach().cpu().numpy()
+    if isinstance(size, (np.ndarray, np.generic)):
+        vals = [int(v) for v in np.asarray(size).reshape(-1)]
+        options = {**options, "size": vals[0] if len(vals) == 1 else tuple(vals)}
+        if len(vals) == 2 and options.get("resize_method") is None:
+            options["resize_method"] = "crop"
+    elif isinstance(size, (tuple, list)):
+        options = {**options, "size": tuple(int(v) if isinstance(v, (np.integer, torch.Tensor)) else v for v in size)}
+    return options
 
 
 @dataclass(frozen=True)
@@ -67,7 +110,7 @@ class TransformConfig:
             raise TypeError(f"transform() got unknown option(s) {', '.join(map(repr, unknown))}; its options are "
                             f"{', '.join(known)} (e.g. `.transform(tfms, size=128, tfm_y=True)`). Options for the "
                             "random transforms themselves go to get_transforms().")
-        return cls(**options, train=train)
+        return cls(**_plain_size(options), train=train)
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -112,6 +155,12 @@ class ItemList:
         except (TypeError, ValueError):
             return item
 
+    def add(self, items: "ItemList | Iterable") -> "ItemList":
+        """This list with the items of another list (or any iterable of items) appended, e.g. two test folders:
+        `ImageList.from_folder(path/'test-jpg').add(ImageList.from_folder(path/'test-jpg-additional'))`."""
+        more = items.items if isinstance(items, ItemList) else list(items)
+        return self.new(list(self.items) + list(more))
+
     def get(self, i: int):
         """The item at index i, opened (subclasses decode files here)."""
         return self.items[i]
@@ -119,6 +168,16 @@ class ItemList:
     def raw(self, i: int):
         """The item at index i as the transforms take it (images: opened lazily, decoded by `apply_tfms`)."""
         return self.get(i)
+
+    def saved_state(self) -> dict:
+        """What `DataBunch.save` keeps of this list besides its items (plain values and tensors); texts keep their
+        vocabulary and ids. Nothing, for file lists."""
+        return {}
+
+    @classmethod
+    def from_saved(cls, items: list, path: Path, state: dict) -> "ItemList":
+        """The list `saved_state` describes, holding `items` (`load_data`); raise ValueError if `state` is wrong."""
+        return cls(items, path)
 
     def new(self, items: Iterable, inner_df: pd.DataFrame | None = None) -> "ItemList":
         """A copy of this list (same type and settings) holding other items."""
@@ -937,13 +996,24 @@ class DataBunch:
         return self
 
     def dl(self, ds_type: str = "valid") -> DeviceDataLoader:
-        """The loader for 'train', 'valid' or 'test'."""
+        """The loader for 'train', 'valid' or 'test' (or `DatasetType.Train`/`.Valid`/`.Test`)."""
+        ds_type = str(ds_type)
         if ds_type not in ("train", "valid", "test"):
             raise ValueError(f"ds_type must be 'train', 'valid' or 'test', not {ds_type!r}.")
         dl = getattr(self, f"{ds_type}_dl")
         if dl is None:
             raise ValueError("This DataBunch has no test set; add one with `.add_test(items)` before `.databunch()`.")
         return dl
+
+    def add_test(self, items: Iterable) -> "DataBunch":
+        """Add (or replace) the unlabelled test set after the fact: `items` (paths, or an ItemList) get the
+        validation transforms; `learn.get_preds(ds_type=DatasetType.Test)` then predicts them in order."""
+        items = items.items if isinstance(items, ItemList) else list(items)
+        x = self.train_ds.x.new(items)
+        ds = LabelList(x, EmptyLabelList.like_targets(self.train_ds.y, len(x)))
+        ds.tfms, ds.tfm_cfg = self.valid_ds.tfms, dataclasses.replace(self.valid_ds.cfg, tfm_y=False)
+        self.test_ds, self.test_dl = ds, self._loader(ds, self.val_bs, shuffle=False)
+        return self
 
     def one_batch(self, ds_type: str = "train", denorm: bool = False):
         """One (x, y) batch; `denorm=True` undoes the normalisation for display."""
@@ -1014,6 +1084,81 @@ class DataBunch:
             data.norm = Normalize(state["norm"]["mean"], state["norm"]["std"])
         return data
 
+    # --- save / load_data: the processed data, to skip the slow steps next time ------------------------
+    def saved_settings(self) -> dict:
+        """The loaders' settings `save` keeps (`load_data`'s `bs=` and `val_bs=` override them)."""
+        return {"bs": self.bs, "val_bs": None if self.val_bs == self.bs else self.val_bs, "batch_tfms": self.batch_tfms}
+
+    def save(self, fname: str | Path = "data_save.pkl") -> Path:
+        """Save the processed data (items, labels, split, the texts' vocabulary and ids, transforms, normalisation,
+        batch settings) to `path/fname`, written atomically; `load_data(path, fname)` reads it back. Tensors and
+        plain values only, so loading it runs no code. Returns the file."""
+        f = self.path / fname
+        atomic_save(self.save_state(), f)
+        return f
+
+    def save_state(self) -> dict:
+        """What `save` writes: plain values and tensors (see `load_data`)."""
+        def one(ds: LabelList | None, name: str) -> dict | None:
+            if ds is None:
+                return None
+            return {"items": _encode(ds.x.items, self.path, name), "x_state": ds.x.saved_state(),
+                    "labels": None if name == "test" else _encode(ds.y.items, self.path, name),
+                    "tfm_kwargs": None if ds.tfm_cfg is None else ds.tfm_cfg.options()}
+        tfms = self.train_ds.tfms, self.valid_ds.tfms
+        return {"format": SAVE_FORMAT, "version": SAVE_VERSION, "bunch_cls": type(self).__name__,
+                "x_cls": type(self.train_ds.x).__name__, "y_cls": type(self.train_ds.y).__name__,
+                "y_state": self.train_ds.y.state(), "tfms": [None if t is None else t.state() for t in tfms],
+                "norm": None if self.norm is None else self.norm.state(), "settings": self.saved_settings(),
+                "sets": {"train": one(self.train_ds, "train"), "valid": one(self.valid_ds, "valid"),
+                         "test": one(self.test_ds, "test")}}
+
+    @classmethod
+    def from_saved(cls, state: dict, path: Path, num_workers: int | None = None, device: torch.device | None = None,
+                   **settings) -> "DataBunch":
+        """The DataBunch `save_state` describes, of the saved DataBunch's type, with its loaders built again
+        (`settings`, e.g. `bs=`, override the saved ones). Raises ValueError/KeyError/TypeError if `state` is not
+        what `save` writes; `load_data` turns those into one message naming the file."""
+        if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+            raise ValueError("it was not written by DataBunch.save (a model's weights are read with learn.load, "
+                             "an export with load_learner)")
+        if state.get("version") != SAVE_VERSION:
+            raise ValueError(f"it was written by another version of course_utils (format {state.get('version')!r}, "
+                             f"this one reads {SAVE_VERSION})")
+        bunch_cls = _subclass(DataBunch, state["bunch_cls"])
+        x_cls, y_cls = _subclass(ItemList, state["x_cls"]), _subclass(TargetList, state["y_cls"])
+        sets: dict[str, LabelList | None] = {}
+        for name in ("train", "valid", "test"):
+            s = state["sets"][name]
+            if s is None:
+                if name != "test":
+                    raise ValueError(f"it has no {name}ing set")
+                sets[name] = None
+                continue
+            x = x_cls.from_saved(_decode(s["items"], path), path, s["x_state"])
+            if name == "test":
+                y = EmptyLabelList.like_targets(sets["train"].y, len(x))
+            else:
+                y = y_cls.from_state(state["y_state"], path)
+                y.items = _decode(s["labels"], path)
+                _check_saved_labels(y, len(x), name)
+            ds = LabelList(x, y)
+            tfm = state["tfms"][0 if name == "train" else 1]
+            ds.tfms = None if tfm is None else x_cls.tfms_from_state(tfm)
+            ds.tfm_cfg = None if s["tfm_kwargs"] is None else _cfg_from_state(s["tfm_kwargs"], name == "train")
+            sets[name] = ds
+        saved = dict(state["settings"])
+        if settings.get("bs") is not None and settings.get("val_bs") is None:
+            saved["val_bs"] = None  # a new bs: validation follows it, unless the saved val_bs was set apart
+        if not isinstance(saved.get("bs"), int) or not isinstance(saved.get("val_bs"), (int, type(None))):
+            raise ValueError("its batch settings are not plain numbers")
+        merged = {**saved, **{k: v for k, v in settings.items() if v is not None}}
+        data = bunch_cls(sets["train"], sets["valid"], sets["test"], num_workers=num_workers, device=device,
+                         path=path, **merged)
+        if state["norm"] is not None:
+            data.norm = Normalize(state["norm"]["mean"], state["norm"]["std"])
+        return data
+
     @property
     def classes(self):
         return self.train_ds.classes
@@ -1025,3 +1170,99 @@ class DataBunch:
     @property
     def loss_func(self) -> nn.Module:
         return self.train_ds.y.loss_func()
+
+
+# --- load_data: a DataBunch saved with `data.save()` ---------------------------------------------------
+SAVE_FORMAT, SAVE_VERSION = "course_utils.DataBunch", 1
+
+
+def load_data(path: str | Path, fname: str | Path = "data_save.pkl", bs: int | None = None, val_bs: int | None = None,
+              num_workers: int | None = None, device: torch.device | str | None = None, **kwargs) -> DataBunch:
+    """The DataBunch that `data.save(fname)` wrote to `path/fname`, of the type saved (e.g. a TextLMDataBunch),
+    equal to it: the same items, labels, split, vocabulary and ids, transforms and normalisation, with no
+    tokenizing or labelling done again. `bs`, `val_bs` (default: the saved ones), `num_workers`, `device` and
+    the DataBunch's other options (e.g. `bptt=`) set up the new loaders.
+
+    The file is read with tensors and plain values only (never code); one that was not written by `save`,
+    or was changed since, is refused with a ValueError naming it."""
+    f = Path(path) / fname
+    if not f.is_file():
+        raise FileNotFoundError(f"No saved data at {f}. Build the DataBunch, then save it with "
+                                f"`data.save({str(fname)!r})` (it writes to the DataBunch's own path).")
+    state = safe_load(f)
+    try:
+        return DataBunch.from_saved(state, Path(path), num_workers=num_workers,
+                                    device=torch.device(device) if isinstance(device, str) else device,
+                                    bs=bs, val_bs=val_bs, **kwargs)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        if isinstance(e, TypeError) and "unexpected keyword" in str(e):
+            raise
+        why = f"{type(e).__name__}: {e}" if isinstance(e, KeyError) else str(e)
+        raise ValueError(f"Cannot load {f} as a DataBunch: {why}. Nothing was run from it. Build the data again "
+                         "and save it with data.save(), then load_data(path, fname).") from e
+
+
+def _encode(items: list, path: Path, name: str):
+    """A set's items (or labels) as plain values and tensors for `save`: paths relative to `path` where they can be,
+    numpy arrays as tensors; anything else is refused, naming the set."""
+    if items and all(isinstance(o, Path) for o in items):
+        return {"paths": [_rel(o, path) for o in items]}
+    return {"values": [_plain(o, path, name) for o in items]}
+
+
+def _rel(p: Path, path: Path) -> str:
+    try:
+        return p.relative_to(path).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _plain(o, path: Path, name: str):
+    if o is None or isinstance(o, (bool, int, float, str, torch.Tensor)):
+        return o
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return {"array": torch.from_numpy(np.ascontiguousarray(o))}
+    if isinstance(o, Path):
+        return {"path": _rel(o, path)}
+    if isinstance(o, (list, tuple)):
+        return {"list" if isinstance(o, list) else "tuple": [_plain(v, path, name) for v in o]}
+    raise TypeError(f"DataBunch.save cannot store an item of type {type(o).__name__} (in the {name} set); "
+                    "it stores paths, texts, numbers, lists and arrays.")
+
+
+def _decode(enc: dict, path: Path) -> list:
+    """The items `_encode` stored, paths made absolute again under `path`."""
+    if set(enc) == {"paths"}:
+        return [path / str(p) for p in enc["paths"]]
+    if set(enc) != {"values"} or not isinstance(enc["values"], list):
+        raise ValueError("its items are neither paths nor values")
+    return [_unplain(v, path) for v in enc["values"]]
+
+
+def _unplain(o, path: Path):
+    if not isinstance(o, dict):
+        if o is None or isinstance(o, (bool, int, float, str, torch.Tensor)):
+            return o
+        raise ValueError(f"it holds an item of type {type(o).__name__}")
+    (kind, v), = o.items()
+    if kind == "array":
+        return v.numpy()
+    if kind == "path":
+        return path / str(v)
+    if kind in ("list", "tuple"):
+        vals = [_unplain(x, path) for x in v]
+        return vals if kind == "list" else tuple(vals)
+    raise ValueError(f"it holds an item of unknown kind {kind!r}")
+
+
+def _check_saved_labels(y: "TargetList", n: int, name: str) -> None:
+    """The labels must be one per item, and class indices must name one of the classes."""
+    if len(y.items) != n:
+        raise ValueError(f"its {name}ing set has {n} items but {len(y.items)} labels")
+    if isinstance(y, CategoryList):
+        c = len(y.classes)
+        flat = [v for o in y.items for v in (o if isinstance(y, MultiCategoryList) else [o])]
+        if any(not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < c for v in flat):
+            raise ValueError(f"a label of its {name}ing set is not the index of one of its {c} classes")

@@ -40,10 +40,10 @@ from tqdm import tqdm
 
 from . import kaggle
 from . import mirror as mirrors
-from .config import course_mirror, course_mode, data_dir, models_dir
+from .config import CoursePath, course_mirror, course_mode, data_dir, models_dir
 from .persist import atomic_write, commit_file
 
-__all__ = ["DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",
+__all__ = ["URLs", "untar_data", "Config", "DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",
            "bundled_data_dir", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
            "ChecksumError", "UnsafeArchiveError", "downloaded_files", "file_origin"]
 
@@ -170,7 +170,7 @@ def get_dataset(name: str, mode: str | None = None) -> Path:
     verified and extracted on the first call (later calls only check its completion marker)."""
     dataset, mode = _lookup(name), mode or course_mode()
     if mode == "full":
-        return download_dataset(name)
+        return CoursePath(download_dataset(name))
     if mode != "tiny":
         raise ValueError(f"mode must be 'tiny' or 'full', not {mode!r}.")
     if dataset.tiny is None:
@@ -180,7 +180,69 @@ def get_dataset(name: str, mode: str | None = None) -> Path:
         raise FileNotFoundError(f"The tiny {name} dataset should be at {path}. It ships with the course "
                                 "repository: run from a clone (pip install -e .), or regenerate it with "
                                 f"`python data/make_{dataset.tiny}.py`.")
-    return path
+    return CoursePath(path)
+
+
+class DatasetURL(str):
+    """One of the lesson video's `URLs.X`: the address it names (printing it shows that), plus `name`, the
+    entry of this course's dataset registry (`DATASETS`) that `untar_data` installs for it."""
+
+    def __new__(cls, name: str):
+        url = DATASETS[name].sources[0].url
+        obj = super().__new__(cls, url)
+        obj.name = name
+        return obj
+
+
+class _URLs:
+    """The lesson video's `URLs.CAMVID`, `URLs.BIWI_HEAD_POSE`, `URLs.IMDB`, ...: each one a `DatasetURL` of the
+    course's dataset registry, for `untar_data(URLs.CAMVID)`. A name the registry lacks is an error listing the
+    names there are."""
+
+    _NAMES = {"CAMVID": "camvid", "BIWI_HEAD_POSE": "biwi_head_pose", "IMDB": "imdb", "IMDB_SAMPLE": "imdb_sample",
+              "WT103": "wt103", "WT103_FWD": "wt103", "MNIST_TINY": "mnist_tiny", "COCO_TINY": "coco_tiny",
+              "PLANET": "planet"}
+
+    def __getattr__(self, attr: str) -> DatasetURL:
+        if attr in self._NAMES:
+            return DatasetURL(self._NAMES[attr])
+        raise AttributeError(f"URLs.{attr} is not a dataset of this course. The ones there are: "
+                             f"{', '.join('URLs.' + k for k in self._NAMES)} (or get_dataset(name) with a name from "
+                             f"`python -m course_utils datasets`).")
+
+    def __dir__(self):
+        return list(self._NAMES)
+
+
+URLs = _URLs()
+
+
+def untar_data(url: str, fname=None, dest=None, **kwargs) -> CoursePath:
+    """The lesson video's `path = untar_data(URLs.CAMVID)`: the dataset's folder, through `get_dataset` (the
+    bundled tiny copy in tiny mode; in full mode downloaded, verified and extracted once, from the mirror if
+    COURSE_MIRROR is set). `url` is a `URLs.X`, a registry name ('camvid') or a registry address. `fname`, `dest`
+    and other options of the lesson's version are not used: `COURSE_DATA` sets where datasets go."""
+    if fname is not None or dest is not None or kwargs:
+        raise TypeError("untar_data here takes only the dataset (e.g. untar_data(URLs.CAMVID)); where datasets go "
+                        "is set by the COURSE_DATA environment variable, and `get_dataset(name)` does the rest.")
+    name = getattr(url, "name", None)
+    if name is None:
+        by_url = {s.url: n for n, d in DATASETS.items() for s in d.sources}
+        name = url if url in DATASETS else by_url.get(str(url).rstrip("/")) or by_url.get(str(url).rstrip("/") + ".tgz")
+    if name is None:
+        raise ValueError(f"untar_data: {url!r} is not one of this course's datasets; use URLs.X ({', '.join(_URLs._NAMES)}) "
+                         f"or get_dataset(name) with one of: {', '.join(DATASETS)}.")
+    return get_dataset(name)
+
+
+class Config:
+    """The lesson video's `Config.data_path()`."""
+
+    @staticmethod
+    def data_path() -> CoursePath:
+        """Where datasets live: the repository's data/ folder (the bundled tiny copies, e.g. `planet_tiny`) in
+        tiny mode, `$COURSE_DATA` in full mode."""
+        return CoursePath(bundled_data_dir() if course_mode() == "tiny" else data_dir())
 
 
 def download_dataset(name: str, root: str | Path | None = None, mirror: str | None = None) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import gc
 import importlib
 import itertools
 import math
@@ -27,7 +28,7 @@ from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
 from .persist import atomic_save, check_classes_fit, check_export, load_weights, safe_load, seal_export
 
-__all__ = ["Learner", "load_learner", "lr_range", "safe_load", "unfreeze_slice"]
+__all__ = ["Learner", "load_learner", "lr_find", "lr_range", "safe_load", "unfreeze_slice"]
 
 DEFAULT_LR = slice(3e-3)
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)
@@ -84,6 +85,39 @@ class Learner:
         self.dist: DistributedTraining | None = None
         if launched_by_torchrun():  # one of several processes: train as one of them
             self.to_distributed()
+
+    @staticmethod
+    def create_unet(data: DataBunch, arch, **kwargs) -> "Learner":
+        """The lesson video's `Learner.create_unet(data, arch, ...)`: now `unet_learner` (same arguments)."""
+        warnings.warn("`Learner.create_unet` is the lesson video's name; it is now `unet_learner` (same arguments).",
+                      stacklevel=2)
+        from .vision.unet import unet_learner
+        return unet_learner(data, arch, **kwargs)
+
+    @staticmethod
+    def create_cnn(data: DataBunch, arch, **kwargs) -> "Learner":
+        """The lesson video's `Learner.create_cnn(data, arch, ...)`: now `cnn_learner` (same arguments)."""
+        warnings.warn("`Learner.create_cnn` is the lesson video's name; it is now `cnn_learner` (same arguments).",
+                      stacklevel=2)
+        from .vision.models import cnn_learner
+        return cnn_learner(data, arch, **kwargs)
+
+    def destroy(self) -> None:
+        """Free what this learner holds (model, optimizer, data, recorded values) and the GPU's cached memory,
+        before building a bigger one (CamVid's "go big"); `del learn` then frees the rest. Using the learner
+        afterwards raises an error saying it was destroyed."""
+        self.__dict__.clear()
+        self.__dict__["_destroyed"] = True
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        print("this Learner was destroyed: its model, optimizer and data are freed; build a new one to go on.")
+
+    def __getattr__(self, name: str):
+        if self.__dict__.get("_destroyed"):
+            raise RuntimeError(f"This Learner was destroyed with learn.destroy(), so it has no {name!r} any more; "
+                               "build a new one (e.g. `learn = unet_learner(data, models.resnet34, ...)`).")
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     # --- optimizer and layer groups --------------------------------------------------------
     def create_opt(self) -> None:
@@ -457,8 +491,17 @@ def model_builder(spec: dict, key: str = "builder") -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.device | str | None = None) -> Learner:
+def lr_find(learn: Learner, *args, **kwargs) -> None:
+    """The lesson video's function form, `lr_find(learn)`: the same as `learn.lr_find()`."""
+    learn.lr_find(*args, **kwargs)
+
+
+def load_learner(path: str | Path, fname: str = "export.pkl", test=None,
+                 device: torch.device | str | None = None) -> Learner:
     """A Learner for inference from `path/fname` written by `export()`; no training data needed.
+
+    `test`: unlabelled items to predict (an ItemList such as `ImageList.from_folder(path/'test-jpg')`, or a list of
+    paths); they become `learn.data.test_ds`, predicted in order by `learn.get_preds(ds_type=DatasetType.Test)`.
 
     The file holds only tensors and plain values (loaded with `weights_only=True`): nothing in it can run code."""
     path = Path(path)
@@ -474,4 +517,7 @@ def load_learner(path: str | Path, fname: str = "export.pkl", device: torch.devi
     model = builder(spec)
     load_weights(model, state["model"], f, _REBUILD)
     learner_cls = model_builder(spec, "learner") if spec.get("learner") else Learner
-    return learner_cls(data, model, path=f.parent, model_spec=spec)
+    learn = learner_cls(data, model, path=f.parent, model_spec=spec)
+    if test is not None:
+        learn.data.add_test(test)
+    return learn

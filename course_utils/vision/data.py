@@ -7,6 +7,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,7 +23,7 @@ from .cache import ImageCache
 from .image import image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
-__all__ = ["ImageList", "imagenet_stats"]
+__all__ = ["ImageList", "ImageItemList", "ImageFileList", "get_image_files", "imagenet_stats"]
 
 imagenet_stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 CHECK_BAR_FROM = 1000  # images: checking fewer takes a second or two, more get a progress bar
@@ -242,3 +243,22 @@ def _check_size(size) -> None:
         raise ValueError(f"size must be a positive number of pixels, or a (height, width) pair of them; got {size!r}. "
                          "The lesson uses e.g. `.transform(tfms, size=128)`.")
 
+
+def get_image_files(path: str | Path, recurse: bool = False, folders: Iterable[str] | None = None) -> list[Path]:
+    """The image files (by extension, hidden ones skipped) in the folder `path`, sorted; `recurse=True` also
+    looks in its sub-folders, `folders` only in those sub-folders (by name). The lesson's
+    `get_image_files(path_img)`; an empty list if there are none."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"get_image_files: {path} is not a folder. Check the path (and that the dataset "
+                                "was extracted); `path.ls()` lists what is there.")
+    found = []
+    for sub in ([path / f for f in folders] if folders is not None else [path]):
+        files = sub.rglob("*") if recurse else sub.glob("*")
+        found += [f for f in files if f.suffix.lower() in image_extensions and f.is_file()
+                  and not any(p.startswith(".") for p in f.relative_to(path).parts)]
+    return sorted(found)
+
+
+# The lesson video's names for `ImageList`: the same class (ImageFileList was the earliest name).
+ImageItemList = ImageFileList = ImageList

@@ -9,22 +9,77 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image as PILImage, ImageOps, UnidentifiedImageError
 
-__all__ = ["open_image", "open_lazy", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image",
+Image = PILImage  # this module's code means Pillow's `Image` module; the lesson's image class is `VisionImage`
+
+__all__ = ["VisionImage", "open_image", "plot_multi", "open_lazy", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image",
            "image_grid", "image_extensions"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def open_image(path: str | Path) -> Image.Image:
+class VisionImage(PILImage.Image):
+    """What `open_image` returns: a Pillow image (so `resize`, `convert`, `mode`, `np.asarray(img)` and
+    `with open_image(f) as img` work as with Pillow) with the lesson video's extras: `img.data` (a (3, H, W)
+    float tensor in [0, 1]), `img.shape` ((3, H, W)) and `img.show(...)`, which draws with matplotlib.
+
+    `img.size` stays Pillow's (width, height); the lesson's library gave (height, width) there, which
+    `img.shape[1:]` gives here."""
+
+    @classmethod
+    def from_pil(cls, pil: PILImage.Image) -> "VisionImage":
+        """The same pixels as a VisionImage (shares the decoded data; `pil` should not be used afterwards)."""
+        img = cls.__new__(cls)
+        img.__dict__.update(pil.__dict__)
+        return img
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The pixels as a (3, H, W) float tensor in [0, 1]."""
+        return image_to_tensor(self.convert("RGB"))
+
+    @property
+    def shape(self) -> torch.Size:
+        """(channels, height, width), as the lesson's `img.shape`."""
+        return torch.Size((len(self.getbands()), self.height, self.width))
+
+    def __repr__(self) -> str:
+        return f"Image {tuple(self.shape)}"
+
+    def show(self, ax: plt.Axes | None = None, figsize=(3, 3), title: str | None = None, y=None, **kwargs):
+        """Draw the image with matplotlib (never Pillow's own viewer window); `y` (an ImageSegment or ImagePoints,
+        e.g. `img.show(y=mask)` or `img.show(y=get_ip(img, ctr))`) is drawn over it. `kwargs` go to `y.show`
+        (e.g. `alpha=` for a mask). Returns nothing, so Jupyter shows the figure once."""
+        if ax is None:
+            _, ax = plt.subplots(figsize=figsize)
+        if y is None:
+            show_image(self.data, ax=ax, title=title)
+        elif hasattr(y, "show_on"):
+            y.show_on(self.data, ax=ax, title=title, **kwargs)
+        else:
+            raise TypeError(f"img.show(y=...) draws an ImageSegment (open_mask) or ImagePoints over the image, not a "
+                            f"{type(y).__name__}; for points in pixels use ImagePoints(FlowField(img.size, pts)).")
+
+
+def open_image(path: str | Path) -> VisionImage:
     """An image file decoded as 8-bit RGB (see `to_rgb`) and upright (EXIF orientation applied), whatever its
     colour mode: real Planet JPEGs, for one, are CMYK, which a notebook would show in the wrong colours and
-    numpy would see as 4 channels."""
+    numpy would see as 4 channels. It is a Pillow image with the lesson's `.show()`, `.data` and `.shape`
+    (see `VisionImage`)."""
     with open_lazy(path) as img:
         rgb = load_rgb(img)
         rgb.load()  # the file closes on leaving the block; the pixels must be read before
-    return rgb
+    return VisionImage.from_pil(rgb)
+
+
+def plot_multi(func, nrows: int = 1, ncols: int = 1, figsize: tuple | None = None) -> None:
+    """A grid of `nrows` x `ncols` plots: `func(i, j, ax)` draws the one at row i, column j (the lesson's way
+    to look at several augmentations of one image). Returns nothing, so Jupyter shows the figure once."""
+    _, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    for i in range(nrows):
+        for j in range(ncols):
+            func(i, j, axes[i, j])
 
 
 def open_lazy(path: str | Path) -> Image.Image:

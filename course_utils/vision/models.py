@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from torchvision import models  # noqa: F401  (re-exported: `models.resnet34`, a
 from ..data_block import DataBunch
 from ..learner import Learner
 
-__all__ = ["cnn_learner", "create_body", "create_head", "cnn_model", "AdaptiveConcatPool2d", "models"]
+__all__ = ["cnn_learner", "create_cnn", "create_body", "create_head", "cnn_model", "AdaptiveConcatPool2d", "models"]
 
 
 class AdaptiveConcatPool2d(nn.Module):
@@ -178,3 +179,9 @@ def cnn_learner(data: DataBunch, arch: Callable | str, *, pretrained: bool = Tru
     if pretrained:
         learn.freeze()
     return learn
+
+
+def create_cnn(data: DataBunch, arch: Callable | str, **kwargs) -> Learner:
+    """The lesson video's name for `cnn_learner` (same arguments), kept working with a one-line note."""
+    warnings.warn("`create_cnn` is the lesson video's name; it is now `cnn_learner` (same arguments).", stacklevel=2)
+    return cnn_learner(data, arch, **kwargs)

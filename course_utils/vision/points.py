@@ -14,7 +14,7 @@ from .data import ImageList
 from .image import image_grid, image_to_tensor, show_image
 from .transforms import ImageTransforms, TransformPlan, points_to_unit, sample_plan, unit_to_points
 
-__all__ = ["PointsItemList", "PointsLabelList", "show_points", "points_to_unit", "unit_to_points"]
+__all__ = ["FlowField", "ImagePoints", "PointsItemList", "PointsLabelList", "show_points", "points_to_unit", "unit_to_points"]
 
 
 def _inside(unit: torch.Tensor) -> bool:
@@ -37,6 +37,42 @@ def show_points(img, pts: torch.Tensor, ax: plt.Axes | None = None, title: str |
     pts = torch.as_tensor(pts, dtype=torch.float32).reshape(-1, 2)
     ax.scatter(pts[:, 1], pts[:, 0], s=80, c=color, marker="+", linewidths=2)  # matplotlib wants (x, y) = (col, row)
     return ax
+
+
+class FlowField:
+    """The lesson video's pair of an image size and points: `FlowField(img.size, pts)`, only to be wrapped in
+    `ImagePoints`. `flow` is an (n, 2) tensor of points (or one point, (2,))."""
+
+    def __init__(self, size, flow):
+        self.size = tuple(int(s) for s in size)
+        self.flow = torch.as_tensor(flow, dtype=torch.float32).reshape(-1, 2)
+
+
+class ImagePoints:
+    """Points on an image, as the video builds them for head pose: `ImagePoints(FlowField(img.size, pts),
+    scale=True)`, then `img.show(y=points)`. Points are (row, col) pixels (`y_first=True`, the lesson's order);
+    `scale=True` says they are in pixels (the lesson's case). `scale=False` means [-1, 1] coordinates of an image
+    of `size` = (height, width) (the lesson's library's order; Pillow's `img.size` is (width, height), so use
+    `img.shape[1:]` there). `points.data` is the (n, 2) tensor of (row, col) pixels."""
+
+    def __init__(self, flow: FlowField, scale: bool = True, y_first: bool = True):
+        pts = flow.flow if y_first else flow.flow.flip(-1)
+        self.size = flow.size
+        self.data = pts if scale else unit_to_points(pts, flow.size)
+
+    def __repr__(self) -> str:
+        return f"ImagePoints ({len(self.data)} points, (row, col) pixels: {self.data.tolist()})"
+
+    def show(self, ax: plt.Axes | None = None, figsize=(4, 3), color: str = "red", **kwargs) -> None:
+        """Mark the points on `ax` (a new figure if None). Returns nothing."""
+        if ax is None:
+            _, ax = plt.subplots(figsize=figsize)
+        ax.scatter(self.data[:, 1], self.data[:, 0], s=80, c=color, marker="+", linewidths=2)
+
+    def show_on(self, img: torch.Tensor, ax: plt.Axes | None = None, title: str | None = None, color: str = "red",
+                **kwargs) -> None:
+        """Draw the (3, H, W) image `img` with the points on it (what `img.show(y=points)` calls)."""
+        show_points(img, self.data, ax=ax, title=title, color=color)
 
 
 class PointsLabelList(TargetList):

@@ -17,7 +17,7 @@ from .data import ImageList
 from .image import image_grid, open_lazy, show_image
 from .transforms import TransformPlan
 
-__all__ = ["SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask",
+__all__ = ["ImageSegment", "SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask",
            "MASK_COLOURS"]
 
 
@@ -28,8 +28,35 @@ _TAB20, _TAB20B = np.array(plt.get_cmap("tab20").colors), np.array(plt.get_cmap(
 MASK_COLOURS = np.concatenate([_TAB20[0::2], _TAB20[1::2], *(_TAB20B[k::4] for k in range(4))])
 
 
-def open_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
-    """A mask file (one class id per pixel, e.g. CamVid's labels/<stem>_P.png) as a (1, H, W) long tensor."""
+class ImageSegment(torch.Tensor):
+    """What `open_mask` returns: a (1, H, W) long tensor of class ids (it works wherever a tensor does) with the
+    lesson video's `mask.show(figsize=..., alpha=...)` and `mask.data` (the plain tensor)."""
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The class ids as a plain (1, H, W) long tensor."""
+        return self.as_subclass(torch.Tensor)
+
+    def show(self, ax: plt.Axes | None = None, figsize=(3, 3), alpha: float = 1.0, title: str | None = None,
+             **kwargs) -> None:
+        """Draw the mask in its class colours with matplotlib (`alpha` matters over an image:
+        `img.show(y=mask, alpha=0.5)`). Returns nothing, so Jupyter shows the figure once."""
+        show_mask(self.data, ax=ax, alpha=alpha, title=title, figsize=figsize)
+
+    def show_on(self, img: torch.Tensor, ax: plt.Axes | None = None, alpha: float = 0.5, title: str | None = None,
+                **kwargs) -> None:
+        """Draw the mask over the (3, H, W) image `img` (what `img.show(y=mask)` calls)."""
+        show_mask(self.data, img=img, ax=ax, alpha=alpha, title=title)
+
+
+def open_mask(path: str | Path, n_classes: int | None = None) -> ImageSegment:
+    """A mask file (one class id per pixel, e.g. CamVid's labels/<stem>_P.png) as a (1, H, W) long tensor
+    (an `ImageSegment`, so `mask.show(alpha=1)` works as in the lesson)."""
+    return _read_mask(path, n_classes).as_subclass(ImageSegment)
+
+
+def _read_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
+    """open_mask's plain tensor, for the data pipeline."""
     with open_lazy(path) as img:
         mask = torch.from_numpy(_class_ids(img, path).astype(np.int64))[None]
     if n_classes is not None and int(mask.max()) >= n_classes:
@@ -98,7 +125,7 @@ class SegmentationLabelList(TargetList):
         return self.new([Path(o) for o in labels]), None
 
     def get(self, i: int) -> torch.Tensor:
-        return open_mask(self.items[i], len(self.classes))
+        return _read_mask(self.items[i], len(self.classes))
 
     def check_target(self, img, y: torch.Tensor, tfm_y: bool) -> None:
         """A mask must move with its image and be exactly its size."""
