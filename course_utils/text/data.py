@@ -2,6 +2,10 @@
 
     TextList.from_folder / from_csv -> split -> label_for_lm() or label_from_folder() -> databunch(bs)
 
+The video's one-line factories are thin aliases onto that chain: `TextDataBunch.from_csv(path, 'texts.csv')`
+(a classifier's data, split at random), `TextClasDataBunch.from_csv`, `TextLMDataBunch.from_csv`; a processed
+DataBunch is saved with `data.save()` and read back with `load_data(path)` (course_utils.data_block).
+
 Texts are tokenized and numericalized once, when they are labelled (the vocabulary comes from the
 training texts, or is the one you pass, e.g. the language model's). A language model's batches are
 one long stream of tokens cut into `bptt`-long pieces; a classifier's batches group texts of similar
@@ -20,14 +24,35 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data_block import DataBunch, DeviceDataLoader, ItemList, ItemLists, LabelList, LabelLists, TargetList
+from ..data_block import DataBunch, DeviceDataLoader, ItemList, ItemLists, LabelList, LabelLists, TargetList, load_data
 from ..tables import column_name, read_csv
 from .tokenize import Tokenizer, Vocab
 
-__all__ = ["TextList", "TextItemLists", "TextLabelLists", "LMLabelList", "CrossEntropyFlat", "TextLMDataBunch",
-           "TextClasDataBunch", "LMStreamLoader", "SortishLoader", "pad_collate"]
+__all__ = ["Text", "TextList", "TextItemLists", "TextLabelLists", "LMLabelList", "CrossEntropyFlat", "TextDataBunch",
+           "TextLMDataBunch", "TextClasDataBunch", "LMStreamLoader", "SortishLoader", "pad_collate"]
 
 PAD_IDX = 1
+
+
+class Text:
+    """One tokenized text, as `data.train_ds[i][0]` gives it: shown as its tokens (`Text xxbos xxmaj this ...`);
+    `.data` holds its token ids (an int64 numpy array: `.data[:10]` are the first ten), `.text` its tokens joined
+    by spaces. The batches never build these: they read the ids directly (`TextList.ids`)."""
+
+    def __init__(self, data: np.ndarray, text: str):
+        self.data, self.text = data, text
+
+    def __repr__(self) -> str:
+        return f"Text {self.text}"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.data, dtype=dtype)
 
 
 class TextList(ItemList):
@@ -107,14 +132,49 @@ class TextList(ItemList):
         return o
 
     def get(self, i: int):
-        """Token ids once labelled, else the raw text."""
-        return self.ids[i] if self.ids is not None else self.text(i)
+        """Once labelled, item i as a `Text` (its tokens, and its ids in `.data`); before, the raw text."""
+        if self.ids is None:
+            return self.text(i)
+        ids = self.ids[i]
+        return Text(ids, self.vocab.textify(ids))
 
     def item_name(self, item):
         """How messages name a text: its first 60 characters (a file: its relative path)."""
         if isinstance(item, str):
             return item[:60] + ("..." if len(item) > 60 else "")
         return super().item_name(item)
+
+    def saved_state(self) -> dict:
+        """What `DataBunch.save` keeps besides the items: the vocabulary, the tokenizer's settings and, once
+        labelled, every text's ids (one flat int64 tensor and each text's length)."""
+        res = {"vocab": None if self.vocab is None else list(self.vocab.itos), "tokenizer": self.tokenizer.state(),
+               "max_vocab": self.max_vocab, "min_freq": self.min_freq, "ids": None, "lengths": None}
+        if self.ids is not None:
+            res["lengths"] = torch.tensor([len(o) for o in self.ids], dtype=torch.int64)
+            res["ids"] = (torch.from_numpy(np.concatenate(self.ids).astype(np.int64)) if self.ids
+                          else torch.zeros(0, dtype=torch.int64))
+        return res
+
+    @classmethod
+    def from_saved(cls, items: list, path: Path, state: dict) -> "TextList":
+        """The list `saved_state` describes, its ids checked against the vocabulary (ValueError if they do not fit)."""
+        vocab = None if state["vocab"] is None else Vocab([str(w) for w in state["vocab"]])
+        res = cls(items, path, vocab=vocab, tokenizer=Tokenizer.from_state(state["tokenizer"]),
+                  max_vocab=int(state["max_vocab"]), min_freq=int(state["min_freq"]))
+        ids, lengths = state["ids"], state["lengths"]
+        if ids is None:
+            return res
+        if not (isinstance(ids, torch.Tensor) and isinstance(lengths, torch.Tensor) and ids.dim() == 1
+                and lengths.dim() == 1 and not ids.is_floating_point() and not lengths.is_floating_point()):
+            raise ValueError("its token ids are not two 1-d integer tensors (the ids and the texts' lengths)")
+        if len(lengths) != len(items) or (len(lengths) and int(lengths.min()) < 0) or int(lengths.sum()) != len(ids):
+            raise ValueError(f"its texts' lengths do not fit its {len(items)} texts and {len(ids)} token ids")
+        if vocab is None or (len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(vocab))):
+            raise ValueError(f"its token ids do not fit its vocabulary of {0 if vocab is None else len(vocab)} "
+                             "tokens")
+        flat = ids.to(torch.int64).numpy()
+        res.ids = np.split(flat, np.cumsum(lengths.numpy())[:-1]) if len(items) else []
+        return res
 
     def numericalized(self, vocab: Vocab, tokens: list[list[str]]) -> "TextList":
         """A copy holding the token ids of `tokens` under `vocab`."""
@@ -298,8 +358,40 @@ class SortishLoader:
             yield pad_collate([ids[i] for i in b]), torch.stack([y.get(int(i)) for i in b])
 
 
-class _TextDataBunch(DataBunch):
-    """What both text DataBunches share: the vocabulary, and turning one raw text into a batch."""
+class TextDataBunch(DataBunch):
+    """What both text DataBunches share: the vocabulary, turning one raw text into a batch, and the video's
+    one-line factories (`from_csv`, `load`), thin aliases onto the data block chain and `load_data`."""
+
+    @classmethod
+    def from_csv(cls, path: str | Path, csv_name: str, valid_pct: float = 0.2, seed: int | None = None,
+                 text_cols: int | str = 1, label_cols: int | str = 0, valid_col: int | str | None = None,
+                 vocab: Vocab | None = None, classes: Sequence | None = None, bs: int = 64, max_vocab: int = 60000,
+                 min_freq: int = 3, **kwargs) -> "TextDataBunch":
+        """The lesson's one line, `TextDataBunch.from_csv(path, 'texts.csv')`: the texts of column `text_cols`
+        of `path/csv_name`, a random `valid_pct` of them for validation (or the rows where `valid_col` is true),
+        tokenized and numericalized. `TextDataBunch` and `TextClasDataBunch` label them with column
+        `label_cols` (a classifier's data, as in the video); `TextLMDataBunch` makes a language model's. The
+        same as
+
+            TextList.from_csv(path, csv_name, cols=text_cols).split_by_rand_pct(valid_pct)
+                    .label_from_df(cols=label_cols).databunch(bs=bs)      # or .label_for_lm()
+        """
+        texts = TextList.from_csv(path, csv_name, cols=text_cols, vocab=vocab, max_vocab=max_vocab, min_freq=min_freq)
+        split = (texts.split_from_df(col=valid_col) if valid_col is not None
+                 else texts.split_by_rand_pct(valid_pct, seed=seed))
+        labelled = (split.label_for_lm() if issubclass(cls, TextLMDataBunch)
+                    else split.label_from_df(cols=label_cols, classes=classes))
+        return labelled.databunch(bs=bs, **kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path, fname: str = "data_save.pkl", **kwargs) -> "TextDataBunch":
+        """The video's name (fastai v1.0.2x) for `load_data(path, fname, bs=...)`: the DataBunch that
+        `data.save(fname)` wrote to `path/fname`, checked to be of this class."""
+        data = load_data(path, fname, **kwargs)
+        if not isinstance(data, cls):
+            raise TypeError(f"{Path(path) / fname} holds a {type(data).__name__}, not a {cls.__name__}. Read it "
+                            f"with `load_data(path, {str(fname)!r})`, which gives the DataBunch of the type saved.")
+        return data
 
     @property
     def vocab(self) -> Vocab:
@@ -321,7 +413,7 @@ class _TextDataBunch(DataBunch):
         return {**super().export_state(), "vocab": list(self.vocab.itos), "tokenizer": x.tokenizer.state()}
 
     @classmethod
-    def from_state(cls, state: dict, path: Path, device: torch.device | None = None) -> "_TextDataBunch":
+    def from_state(cls, state: dict, path: Path, device: torch.device | None = None) -> "TextDataBunch":
         """An empty text DataBunch that tokenizes and numericalizes new texts exactly as at export time."""
         data = super().from_state(state, path, device)
         vocab, tokenizer = Vocab(state["vocab"]), Tokenizer.from_state(state["tokenizer"])
@@ -330,7 +422,7 @@ class _TextDataBunch(DataBunch):
         return data
 
 
-class TextLMDataBunch(_TextDataBunch):
+class TextLMDataBunch(TextDataBunch):
     """Language-model data: batches of (bs, bptt) token ids, targets one token ahead."""
 
     def __init__(self, train_ds: LabelList, valid_ds: LabelList, test_ds: LabelList | None = None, bs: int = 64,
@@ -341,8 +433,12 @@ class TextLMDataBunch(_TextDataBunch):
     def _loader(self, ds: LabelList, bs: int, shuffle: bool) -> DeviceDataLoader:
         return DeviceDataLoader(LMStreamLoader(ds, bs, self.bptt, shuffle), self)
 
+    def saved_settings(self) -> dict:
+        """The loaders' settings `save` keeps: the batch sizes, and `bptt`."""
+        return {**super().saved_settings(), "bptt": self.bptt}
 
-class TextClasDataBunch(_TextDataBunch):
+
+class TextClasDataBunch(TextDataBunch):
     """Classifier data: front-padded batches of similar-length texts, with their labels."""
 
     def _loader(self, ds: LabelList, bs: int, shuffle: bool, sort: bool = True) -> DeviceDataLoader:
