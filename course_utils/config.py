@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["data_dir", "models_dir", "cache_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
-           "dist_timeout", "default_device", "default_num_workers", "seed_everything", "CoursePath",
+           "dist_timeout", "course_solutions", "default_device", "default_num_workers", "seed_everything", "CoursePath",
            "gpu_mem_get_free_no_cache"]
 
 # Batches per epoch and per validation or prediction pass under COURSE_SMOKE=1. One, not a couple: on a
@@ -83,6 +83,18 @@ def dist_timeout(default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"COURSE_DIST_TIMEOUT must be a number of seconds, not {raw!r}.") from None
+
+
+def course_solutions() -> bool:
+    """With `COURSE_SOLUTIONS=1`, every exercise check at the end of a lesson notebook runs the reference solution
+    (solutions/<notebook>.py) instead of the student's cell and fails loudly if it is not accepted: for
+    teachers and `make test`. Unset (students), a check prints a hint and never raises."""
+    value = os.environ.get("COURSE_SOLUTIONS", "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value not in ("1", "true", "yes", "on"):
+        raise ValueError(f"COURSE_SOLUTIONS must be 1 (check the reference solutions) or 0, not {value!r}.")
+    return True
 
 
 def default_device() -> torch.device:
