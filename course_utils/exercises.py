@@ -128,12 +128,12 @@ def _function(report: _Report, fn, signature: str) -> bool:
     return True
 
 
-def _result(report: _Report, fn, args: tuple, shown_args: str):
-    """Call the student's function; a hint for an error, a blank for a function that still returns nothing.
-    Returns (ok, value)."""
+def _result(report: _Report, fn, args: tuple, shown_args: str, advice: str = ""):
+    """Call the student's function; a hint for an error (with `advice`, if any), a blank for a function that still
+    returns nothing. Returns (ok, value)."""
     value, err = _call(fn, *args)
     if err:
-        report.hint(f"calling {report.name}({shown_args}) raised {err}")
+        report.hint(f"calling {report.name}({shown_args}) raised {err}" + (f". {advice}" if advice else ""))
         return False, None
     if _blank(value):
         report.blank(f"in {report.name} (it returns nothing yet: a `return` is missing)")
@@ -314,6 +314,13 @@ def check_lr_slice(ns: dict, lrs: list[float], losses: list[float], stage1_lr: f
     low, high = _number(value.start), _number(value.stop)
     if low is None or high is None or low <= 0 or high <= 0:
         return r.hint("both ends of the slice must be positive numbers (learning rates).")
+    edge = lrs[stop_improving(losses)[0]]
+    if edge / 3 <= low <= edge * 3:
+        return r.hint("the left end is where the loss shoots up: go back 10x from there.")
+    if edge / 30 <= low <= edge / 3 and low > high / 10 * 1.05:
+        return r.hint(f"the curve is read right (10x before where it shoots up), but {low:.1e} is more than a tenth "
+                      "of the right end: the first layers should move at least 10x slower than the head, so take a "
+                      "tenth of the right end (as unfreeze_slice does).")
     if low >= high:
         return r.hint("the left end is not below the right end: slice(left, right) gives `left` to the first "
                       "layers and `right` to the head, and the first layers should move slower.")
@@ -322,15 +329,12 @@ def check_lr_slice(ns: dict, lrs: list[float], losses: list[float], stage1_lr: f
             return r.hint("the right end is the stage-1 rate itself: the head is already trained, so divide it "
                           "by 5 (or 10).")
         return r.hint(f"the right end should be the stage-1 rate ({stage1_lr:.0e}) divided by 5 to 10.")
-    edge = lrs[stop_improving(losses)[0]]
     want_low = min(edge / 10, high / 10)
     if want_low / 3 <= low <= want_low * 3 and low <= high / 10 * 1.05:
         return r.correct(f"slice({low:.1e}, {high:.1e}): right end the stage-1 rate / {stage1_lr / high:.0f}; left end "
                          f"10x before where the loss climbs for good (near {edge:.1e}), at most a tenth of the "
                          "right end.")
     lowest = lrs[int(np.nanargmin(losses))]
-    if edge / 3 <= low <= edge * 3:
-        return r.hint("the left end is where the loss shoots up: go back 10x from there.")
     if lowest / 3 <= low <= lowest * 3 and not (edge / 30 <= lowest <= edge / 3):
         return r.hint("the left end is at the lowest point of the curve: after unfreezing the curve is flat and its "
                       "lowest point is noise. Find where it starts climbing for good, then go back 10x.")
@@ -360,8 +364,11 @@ def check_acc_camvid(ns: dict, output: torch.Tensor, target: torch.Tensor, void_
     out_half = output.clone()  # predict Void where it is Void, so that counting Void pixels shows
     out_half[:, void_code][(half.squeeze(1) if half.dim() == output.dim() else half) == void_code] = 1e4
     cases = [(output, target, "a validation batch"), (out_half, half, "the batch with half of each mask Void")]
+    shapes = (f"input is {tuple(output.shape)} (bs, classes, h, w), so a pixel's prediction is "
+              f"`input.argmax(dim=1)`; target is {tuple(target.shape)}"
+              + (": `target.squeeze(1)` gives (bs, h, w)." if target.dim() == output.dim() else "."))
     for inp, targ, what in cases:
-        ok, value = _result(r, fn, (inp, targ), "input, target")
+        ok, value = _result(r, fn, (inp, targ), "input, target", shapes)
         if not ok:
             return
         got = _number(value)
@@ -378,9 +385,7 @@ def check_acc_camvid(ns: dict, output: torch.Tensor, target: torch.Tensor, void_
                           "(`keep = target != void_code`) before comparing.")
         if _close(got, float(((pred == t) & (t != void_code)).float().sum() / t.numel())):
             return r.hint("it divides by all pixels, Void included: divide by the number of non-Void pixels.")
-        return r.hint(f"on {what} it gives {got:.4f}, acc_camvid gives {want:.4f}. The prediction of a pixel is "
-                      "the class with the largest output, `input.argmax(dim=1)`; the target may come as "
-                      "(bs, 1, h, w): `target.squeeze(1)`.")
+        return r.hint(f"on {what} it gives {got:.4f}, acc_camvid gives {want:.4f}. {shapes}")
     void = torch.full_like(target, void_code)
     ok, value = _result(r, fn, (output, void), "input, target")
     if not ok:
@@ -744,7 +749,7 @@ def check_dataset(ns: dict) -> None:
             x, y = (float(torch.as_tensor(v).reshape(-1)[0]) for v in item)
         except (TypeError, ValueError, IndexError, RuntimeError):
             return r.hint(f"MySquares(10)[{i}] is {item!r}: input and target should be tensors of one number.")
-        if (x, y) == (i * i, i):
+        if (x, y) != (i, i * i) and (x, y) == (i * i, i):
             return r.hint("input and target are swapped: item i is (i, i*i), input first.")
         if (x, y) != (i, i * i):
             return r.hint(f"MySquares(10)[{i}] is ({x}, {y}), expected ({float(i)}, {float(i * i)}).")
