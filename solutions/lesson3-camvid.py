@@ -2,7 +2,7 @@
 
 Each `# %% name` section is what a student would type into the answer cell of exercise `name`; with
 COURSE_SOLUTIONS=1 the notebook's checks run these sections in the notebook's namespace instead of the student's
-cells (course_utils/exercises.py). Names such as `void_code`, `path` and `lr` come from the notebook."""
+cells (course_utils/exercises.py). Names such as `void_code`, `path` and `stage2_lrs` come from the notebook."""
 # ruff: noqa: F821  (the names are the notebook's)
 
 # %% my_acc_camvid
@@ -22,5 +22,5 @@ def my_is_valid(x):
 
 # %% my_rates
 n = len(learn.layer_groups)
-first, last = lr / 400, lr / 4
+first, last = stage2_lrs.start, stage2_lrs.stop  # 3e-3 / 400 and 3e-3 / 4
 my_rates = [first * (last / first) ** (i / (n - 1)) for i in range(n)]

@@ -62,7 +62,8 @@ def camvid():
     target = torch.randint(0, len(codes), (2, 1, 6, 8), generator=g)
     output = torch.randn(2, len(codes), 6, 8, generator=g)
     output[:, :, :3] += 5 * torch.nn.functional.one_hot(target[:, 0, :3], len(codes)).permute(0, 3, 1, 2)
-    return dict(void_code=void, path=CAMVID, output=output, target=target, learn=FakeLearner(3), lr=3e-3)
+    return dict(void_code=void, path=CAMVID, output=output, target=target, learn=FakeLearner(3),
+                stage2_lrs=slice(3e-3 / 400, 3e-3 / 4))
 
 
 @pytest.fixture
