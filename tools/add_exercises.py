@@ -303,10 +303,11 @@ def _source(text: str) -> list[str]:
 
 
 def _cell(kind: str, text: str, tag: str) -> dict:
-    cell = {"cell_type": kind, "metadata": {"tags": [tag]}, "source": _source(text)}
+    """A cell as the repository stores them: keys sorted, code cells without outputs (the id is set later)."""
     if kind == "code":
-        cell.update(execution_count=None, outputs=[])
-    return cell
+        return {"cell_type": kind, "execution_count": None, "id": "", "metadata": {"tags": [tag]}, "outputs": [],
+                "source": _source(text)}
+    return {"cell_type": kind, "id": "", "metadata": {"tags": [tag]}, "source": _source(text)}
 
 
 def _headings(nb: dict) -> set[str]:
@@ -338,7 +339,9 @@ def questionnaire(name: str, nb: dict) -> str:
 def new_cells(name: str, nb: dict) -> list[dict]:
     """The cells to append to notebook `name`."""
     if name == "lesson3-your-own-data":
-        return [_cell("markdown", OWN_DATA_CHECKLIST.strip(), "questionnaire")]
+        cell = _cell("markdown", OWN_DATA_CHECKLIST.strip(), "questionnaire")
+        cell["id"] = "check-understanding-00"
+        return [cell]
     cells = [_cell("markdown", questionnaire(name, nb), "questionnaire"),
              _cell("markdown", "### Exercises\n\nEach exercise has a cell marked *your answer*: replace the `...` "
                    "with your code or value, run it, then run the check under it. A check says `correct`, or gives "
@@ -351,6 +354,8 @@ def new_cells(name: str, nb: dict) -> list[dict]:
             cells.append(_cell("code", setup, "exercise"))
         cells.append(_cell("code", f"# Exercise {i}, your answer:\n{answer}", "exercise"))
         cells.append(_cell("code", check, "exercise"))
+    for i, c in enumerate(cells):  # ids that stay the same each time the tool runs, so diffs show only real changes
+        c["id"] = f"check-understanding-{i:02d}"
     return cells
 
 
