@@ -79,8 +79,14 @@ UNSUPPORTED = {
 }
 
 
+class VideoNameError(ImportError):
+    """A name of the lesson video's library that has no equivalent here; the message says what to type instead.
+    An ImportError, so that `from course_utils.all import Name` shows the message (Python replaces an
+    AttributeError there with a bare "cannot import name")."""
+
+
 def __getattr__(name: str):
     if name in UNSUPPORTED:
-        raise AttributeError(f"`{name}` is a name of the lesson video's library with no equivalent here; "
+        raise VideoNameError(f"`{name}` is a name of the lesson video's library with no equivalent here; "
                              f"type instead: {UNSUPPORTED[name]}.")
     raise AttributeError(f"module 'course_utils.all' has no attribute {name!r}")

@@ -486,6 +486,11 @@ class LabelList(Dataset):
     def classes(self):
         return getattr(self.y, "classes", None)
 
+    @property
+    def items(self) -> list:
+        """The raw items (e.g. file paths) of this set, in order: `learn.data.test_ds.items` names the test files."""
+        return self.x.items
+
 
 class PreparedItems(Dataset):
     """A LabelList's items as `x.prepare_tfms` leaves them, for DataLoaders that finish the transforms

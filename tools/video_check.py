@@ -142,12 +142,26 @@ def _run_code(code: str, namespace: dict, name: str, verbose: bool) -> BaseExcep
 
 def run_lesson(name: str, mode: str, verbose: bool = False) -> Result:
     """Run one lesson's cells in one mode ('cell' or 'verbatim') and count what ran."""
-    from video_cells import Skip
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     _setup_environment()
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     module = load_lesson(name)
     result, start = Result(name, mode), time.perf_counter()
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # cells name the bundled data as data/<name>_tiny, relative to the repository
+    try:
+        _run_cells(module, name, mode, verbose, result)
+    finally:
+        os.chdir(cwd)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _run_cells(module, name: str, mode: str, verbose: bool, result: Result) -> None:
+    """Run SETUP, then the cells, into `result`."""
+    from video_cells import Skip
     namespace: dict = {"__name__": f"video_{name}"}
     import torch
     torch.manual_seed(0)
@@ -173,8 +187,6 @@ def run_lesson(name: str, mode: str, verbose: bool = False) -> Result:
             fix_error = _run_code(fix, namespace, f"<{name} cell {index} fix>", verbose)
             if fix_error is not None:
                 result.failures.append(Failure(index, fix, _error_line(fix_error), in_fix=True))
-    result.seconds = time.perf_counter() - start
-    return result
 
 
 def report(results: list[Result]) -> str:
