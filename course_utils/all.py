@@ -19,15 +19,41 @@ import torch.nn.functional as F
 from .callbacks import unfreeze_slice
 from .config import CoursePath as Path
 from .config import gpu_mem_get_free_no_cache, seed_everything
-from .data_block import (CategoryList, DataBunch, DatasetType, FloatList, ItemList, LabelList, LabelLists,
-                         MultiCategoryList, tensor)
+from .data_block import (
+    CategoryList,
+    DataBunch,
+    DatasetType,
+    FloatList,
+    ItemList,
+    LabelList,
+    LabelLists,
+    MultiCategoryList,
+    tensor,
+)
 from .download import Config, URLs, get_dataset, untar_data
 from .interpret import Interpretation as ClassificationInterpretation
 from .learner import Learner, load_learner, lr_find
 from .metrics import MSELossFlat, accuracy, accuracy_thresh, dice, error_rate, fbeta, mse, rmse
-from .vision import (ObjectItemList, PointsItemList, ResizeMethod, SegmentationItemList, bb_pad_collate,
-                     biwi_center, cnn_learner, get_annotations, get_transforms, imagenet_stats, models, open_image,
-                     open_mask, show_boxes, show_image, show_mask, show_points, unet_learner)
+from .vision import (
+    ObjectItemList,
+    PointsItemList,
+    ResizeMethod,
+    SegmentationItemList,
+    bb_pad_collate,
+    biwi_center,
+    cnn_learner,
+    get_annotations,
+    get_transforms,
+    imagenet_stats,
+    models,
+    open_image,
+    open_mask,
+    show_boxes,
+    show_image,
+    show_mask,
+    show_points,
+    unet_learner,
+)
 from .vision.data import ImageFileList, ImageItemList, ImageList, get_image_files
 from .vision.image import VisionImage as Image
 from .vision.image import plot_multi

@@ -43,7 +43,8 @@ from . import mirror as mirrors
 from .config import CoursePath, course_mirror, course_mode, data_dir, models_dir
 from .persist import atomic_write, commit_file
 
-__all__ = ["URLs", "untar_data", "Config", "DATASETS", "Dataset", "Source", "get_dataset", "download_dataset", "dataset_status", "dataset_root",
+__all__ = ["URLs", "untar_data", "Config", "DATASETS", "Dataset", "Source", "get_dataset", "download_dataset",
+           "dataset_status", "dataset_root",
            "bundled_data_dir", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
            "ChecksumError", "UnsafeArchiveError", "downloaded_files", "file_origin"]
 
@@ -230,8 +231,8 @@ def untar_data(url: str, fname=None, dest=None, **kwargs) -> CoursePath:
         by_url = {s.url: n for n, d in DATASETS.items() for s in d.sources}
         name = url if url in DATASETS else by_url.get(str(url).rstrip("/")) or by_url.get(str(url).rstrip("/") + ".tgz")
     if name is None:
-        raise ValueError(f"untar_data: {url!r} is not one of this course's datasets; use URLs.X ({', '.join(_URLs._NAMES)}) "
-                         f"or get_dataset(name) with one of: {', '.join(DATASETS)}.")
+        raise ValueError(f"untar_data: {url!r} is not one of this course's datasets; use URLs.X "
+                         f"({', '.join(_URLs._NAMES)}) or get_dataset(name) with one of: {', '.join(DATASETS)}.")
     return get_dataset(name)
 
 

@@ -1,17 +1,23 @@
-"""Fine-tune an exported model on the corrections its web app collected (lesson 3's Q&A: "record what the user
-said the right answer was, then fine-tune on those at the end of the day"):
+"""Fine-tune an exported model on the corrections its web app collected (lesson 3's Q&A at 42:01: keep what the
+users said the right answer was, and fine-tune on it at the end of the day):
 
-    python -m course_utils finetune EXPORT --feedback DIR [--data ORIGINAL] [--epochs N] --out NEW_EXPORT
+    python -m course_utils finetune EXPORT --feedback DIR [--data ORIGINAL] --out NEW_EXPORT
 
-The corrections (feedback.csv) become a small training set, mixed with a sample of the original training data
-when `--data` names it, so the model learns the corrections without forgetting the rest. The score on the
-corrected items and on the original validation set is printed before and after; the new model is exported
-to NEW_EXPORT, never over an existing file.
+The corrections (feedback.csv) become a small training set, mixed with the original training data when `--data`
+names it, so the model learns the corrections without forgetting the rest. The recipe (chosen by measurement on
+tiny Planet, see RECIPE below): only the head trains, the body and its BatchNorm statistics stay as they were;
+each correction counts several times; and after every epoch the original validation set is scored, so the epoch
+kept is the one that fixes most corrections without losing more than `tolerance` there. The score on the
+corrected items and on the original validation set is printed before and after. When every epoch loses more than
+the tolerance, nothing is written unless `accept_worse` (`--accept-worse`); the new export never replaces a file.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +32,21 @@ from .serve.feedback import read_feedback
 from .serve.predictor import model_kind
 from .tables import read_csv
 
-__all__ = ["FrozenBatchNorm", "read_corrections", "original_lists", "finetune_data", "score", "finetune",
-           "add_finetune_command"]
+__all__ = ["FrozenBatchNorm", "FinetuneResult", "read_corrections", "original_lists", "finetune_data", "score",
+           "finetune", "add_finetune_command", "DEFAULT_TOLERANCE", "RECIPE"]
 
-# Original training items mixed in per correction: enough that the model keeps seeing what it knew, few
-# enough that the corrections are a fifth of what it trains on and are learnt within a few epochs.
-ORIGINAL_PER_CORRECTION = 4
+DEFAULT_TOLERANCE = 0.02  # the most the original validation score may drop (absolute) before finetune refuses
+
+# The recipe, chosen by measuring candidates on the tiny-Planet model of nbs/lesson3-your-own-data.ipynb with
+# five real corrections of wrong validation predictions (the measurements are in the README's finetune section).
+RECIPE = {
+    "epochs": 6,                  # epochs over the mix; the best one is kept (see `_pick_epoch`)
+    "lr": 1e-2,                   # the head's maximum rate (one-cycle): a fresh head-only fit takes a high rate
+    "train": "head",              # "head": the body (and its BatchNorm statistics) frozen; "all": every layer
+    "correction_weight": 4,       # each correction appears this many times in the mix
+    "original_per_correction": 20,  # original training items mixed in per correction ...
+    "all_original_up_to": 1000,   # ... or all of them when the original training set is no larger than this
+}
 
 
 class FrozenBatchNorm(Callback):
@@ -46,29 +61,83 @@ class FrozenBatchNorm(Callback):
                     m.eval()
 
 
+class _EpochStates(Callback):
+    """Keeps a copy of the weights after every epoch, so the best epoch can be kept (early stopping)."""
+    order = 99
+
+    def __init__(self):
+        self.states: list[dict] = []
+
+    def after_epoch(self):
+        self.states.append({k: v.detach().clone() for k, v in self.learn.model.state_dict().items()})
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What `finetune` did: `scores` maps each scored set to (before, after), `epoch` is the epoch kept (0: the
+    original model, nothing better was found), `written` the new export (None when nothing was written),
+    `notes` the corrections skipped or reported, `per_epoch` the scores after each epoch."""
+    what: str
+    scores: dict
+    epoch: int
+    written: Path | None
+    notes: list
+    per_epoch: list
+
+    def __getitem__(self, key):  # result["corrected items"] -> (before, after), as the scores dict did
+        return self.scores[key]
+
+
 # --- the data ------------------------------------------------------------------------------------------------
-def read_corrections(learn: Learner, feedback: str | Path) -> tuple[list, list]:
-    """(items, labels) from feedback.csv: image paths (or texts) and their corrected labels, checked against the
-    model's classes before any training (errors name the CSV line)."""
+def read_corrections(learn: Learner, feedback: str | Path) -> tuple[list, list, list[str]]:
+    """(items, labels, notes) from feedback.csv: image paths (or texts) and their corrected labels, checked
+    against the model's classes before any training (errors name the CSV line). A row whose correction equals
+    what the model predicted is no correction: it is skipped, and `notes` says so; when one input was corrected
+    twice, the later row counts."""
     kind = model_kind(learn)
     if kind == "segmentation":
         raise ValueError("The web app collects no corrections for masks, so there is nothing to fine-tune on.")
     classes = set(learn.data.classes or [])
-    items, labels = [], []
+    csv = Path(feedback) / "feedback.csv"
+    kept, notes = {}, []
     for line, row in enumerate(read_feedback(feedback), start=2):
-        where = f"{Path(feedback) / 'feedback.csv'}, line {line}"
-        labels.append(_parse_label(kind, row["corrected"], classes, where))
-        items.append(row["path"].read_text(encoding="utf-8") if kind == "text" else row["path"])
-    return items, labels
+        where = f"{csv}, line {line}"
+        label = _parse_label(kind, row["corrected"], classes, where)
+        if _same_answer(kind, row["predicted"], row["corrected"]):
+            notes.append(f"{where}: the correction {row['corrected']!r} is what the model predicted, so it corrects "
+                         "nothing; skipped.")
+            continue
+        if row["file"] in kept:
+            notes.append(f"{where}: {row['file']} was corrected before (line {kept[row['file']][0]}); this later "
+                         "correction is used.")
+        item = row["path"].read_text(encoding="utf-8") if kind == "text" else row["path"]
+        kept[row["file"]] = (line, item, label)
+    items = [v[1] for v in kept.values()]
+    return items, [v[2] for v in kept.values()], notes
+
+
+def _same_answer(kind: str, predicted: str, corrected: str) -> bool:
+    if kind == "multi-label":
+        return set(predicted.split()) == set(corrected.split())
+    if kind == "points":
+        try:
+            a, b = (_points(t) for t in (predicted, corrected))
+        except ValueError:
+            return False
+        return a.shape == b.shape and bool(np.allclose(a, b, atol=0.5))
+    return predicted.strip() == corrected.strip()
+
+
+def _points(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.replace(";", " ").split()], dtype=np.float32).reshape(-1, 2)
 
 
 def _parse_label(kind: str, text: str, classes: set, where: str):
     if kind == "points":
         try:
-            pts = np.array([float(v) for v in text.replace(";", " ").split()], dtype=np.float32).reshape(-1, 2)
+            return _points(text)
         except ValueError:
             raise ValueError(f"{where}: {text!r} is not a point 'row col'; fix or remove the line.") from None
-        return pts
     tags = text.split() if kind == "multi-label" else [text]
     unknown = [t for t in tags if t not in classes]
     if unknown:
@@ -116,6 +185,30 @@ def _named(ds) -> tuple[list, list]:
     return items, [y.classes[o] for o in y.items]
 
 
+def _same_inputs(corrected: list, items: list) -> list[int]:
+    """Indices of `items` (original image paths or texts) that are one of the corrected inputs, byte for byte.
+    Only files as large as a corrected one are read."""
+    if not corrected:
+        return []
+    if isinstance(corrected[0], str):  # texts
+        wanted = set(corrected)
+        return [i for i, t in enumerate(items) if t in wanted]
+    digests = {_sha256(Path(p)) for p in corrected}
+    sizes = {Path(p).stat().st_size for p in corrected}
+    found = []
+    for i, p in enumerate(items):
+        try:
+            if Path(p).stat().st_size in sizes and _sha256(Path(p)) in digests:
+                found.append(i)
+        except OSError:
+            continue
+    return found
+
+
+def _sha256(f: Path) -> str:
+    return hashlib.sha256(f.read_bytes()).hexdigest()
+
+
 def finetune_data(learn: Learner, train: tuple[list, list], valid: tuple[list, list], bs: int = 16) -> DataBunch:
     """A DataBunch of raw items and label names, prepared exactly like the exported model's inputs (its
     classes, vocabulary and tokenizer, transforms, size and normalisation)."""
@@ -137,6 +230,9 @@ def finetune_data(learn: Learner, train: tuple[list, list], valid: tuple[list, l
 
 
 # --- scoring --------------------------------------------------------------------------------------------------
+LOWER_IS_BETTER = {"mean point error (px)"}
+
+
 def score(learn: Learner, data: DataBunch) -> tuple[str, float]:
     """(what, value) on `data`'s validation set: accuracy; for multi-label the share of items whose tags are
     all right (the model's thresholds); for points the mean distance in pixels of the model's input."""
@@ -159,66 +255,200 @@ def score(learn: Learner, data: DataBunch) -> tuple[str, float]:
 
 # --- the whole step ---------------------------------------------------------------------------------------------
 def finetune(export: str | Path, feedback: str | Path, out: str | Path, data: str | Path | None = None,
-             images: str | Path | None = None, epochs: int = 8, lr: float = 1e-3, seed: int = 42) -> dict:
-    """Fine-tune `export` on the corrections in `feedback` (plus a sample of `data`'s training set), print
-    the scores before and after, and export the result to `out`. Returns the scores."""
-    out = _new_export_path(export, out)
+             images: str | Path | None = None, epochs: int | None = None, lr: float | None = None, seed: int = 42,
+             tolerance: float = DEFAULT_TOLERANCE, accept_worse: bool = False, train: str | None = None,
+             correction_weight: int | None = None) -> FinetuneResult:
+    """Fine-tune `export` on the corrections in `feedback` (mixed with `data`'s training set), print the scores
+    before and after, and export the epoch that fixes most corrections while the original validation score
+    drops by at most `tolerance` to `out` (a new file). When every epoch drops more, nothing is written unless
+    `accept_worse`. Unset settings come from `RECIPE`. Returns a `FinetuneResult`."""
+    epochs = _positive("epochs", RECIPE["epochs"] if epochs is None else epochs, whole=True)
+    lr = _positive("lr", RECIPE["lr"] if lr is None else lr)
+    tolerance = _positive("tolerance", tolerance, zero=True)
+    train = train or RECIPE["train"]
+    if train not in ("head", "all"):
+        raise ValueError(f"train={train!r}: say 'head' (the body frozen) or 'all' (every layer).")
+    weight = int(_positive("correction_weight", correction_weight or RECIPE["correction_weight"], whole=True))
+    out, export = _new_export_path(export, out)  # before anything slow: a bad --out must not cost a training run
     seed_everything(seed)
     learn = load_learner(export)
-    corr = read_corrections(learn, feedback)
+    items, labels, notes = read_corrections(learn, feedback)
     orig = original_lists(learn, data, images, seed) if data is not None else None
-    train = _mix(corr, orig, seed)
+    train_set, valid_set, more = _sets((items, labels), orig, weight, seed)
+    notes += more
+    for note in notes:
+        print(note)
+    if not items:
+        print(f"Nothing to fine-tune on: no row of {Path(feedback) / 'feedback.csv'} corrects the model. "
+              "Nothing was written.")
+        return FinetuneResult("", {}, 0, None, notes, [])
+    corr = (items, labels)
     sets = {"corrected items": finetune_data(learn, corr, corr)}
-    if orig is not None:
-        sets["original validation"] = finetune_data(learn, corr, _named(orig.valid))
-    print(f"{len(corr[0])} corrections from {feedback}; {len(train[0]) - len(corr[0])} original training items "
-          f"mixed in; {epochs} epochs at lr {lr:g}")
+    if valid_set is not None:
+        sets["original validation"] = finetune_data(learn, corr, valid_set)
+    n_orig = len(train_set[0]) - weight * len(items)
+    print(f"{len(items)} corrections from {feedback} (each counted {weight} times); {n_orig} original training "
+          f"items mixed in; {'the head' if train == 'head' else 'every layer'} trained {epochs} epochs at lr {lr:g}")
     before = {k: score(learn, d) for k, d in sets.items()}
-    _train(learn, finetune_data(learn, train, _named(orig.valid) if orig is not None else corr), epochs, lr)
-    after = {k: score(learn, d) for k, d in sets.items()}
-    _print_scores(sets, before, after)
-    learn.path = out.parent
-    learn.export(out.name)
-    print(f"exported to {out} (the original {export} is unchanged)")
-    return {k: (before[k][1], after[k][1]) for k in sets}
+    what = before["corrected items"][0]
+    original = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+    states = _train(learn, finetune_data(learn, train_set, valid_set or corr), epochs, lr, train)
+    per_epoch = []
+    for state in states:
+        learn.model.load_state_dict(state)
+        per_epoch.append({k: score(learn, d)[1] for k, d in sets.items()})
+    epoch, verdict, write = _pick_epoch(what, {k: v[1] for k, v in before.items()}, per_epoch, tolerance,
+                                        accept_worse)
+    learn.model.load_state_dict(states[epoch - 1] if epoch else original)
+    after = per_epoch[epoch - 1] if epoch else {k: v[1] for k, v in before.items()}
+    _print_scores(what, sets, before, after, epoch, epochs)
+    print(verdict)
+    written = None
+    if write and not _finite(learn.model):
+        print(f"The fine-tuned weights are not all finite numbers (lr {lr:g} is far too high); nothing was "
+              "written. Try a lower --lr.")
+        write = False
+    if write:
+        learn.path = out.parent
+        written = learn.export(out.name)
+        print(f"exported to {out} (the original {export} is unchanged); serve it with "
+              f"`python -m course_utils serve {out} --feedback {feedback}`")
+    return FinetuneResult(what, {k: (before[k][1], after[k]) for k in sets}, epoch, written, notes, per_epoch)
 
 
-def _new_export_path(export: str | Path, out: str | Path) -> Path:
+def _positive(name: str, value, whole: bool = False, zero: bool = False):
+    """`value` if it is a finite number above 0 (or 0 with `zero`; whole with `whole`), else a ValueError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        value >= 0 if zero else value > 0) and (not whole or float(value).is_integer())
+    if not ok:
+        kind = "a whole number of at least 1" if whole else ("a number of at least 0" if zero else "a positive number")
+        raise ValueError(f"finetune: {name} must be {kind}, not {value!r}.")
+    return int(value) if whole else float(value)
+
+
+def _new_export_path(export: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """(out, export): `out` must be a new file in a folder we can write to, checked before any training."""
     out, export = Path(out), Path(export)
     export = export / "export.pkl" if export.is_dir() else export
     if out.exists() or out.resolve() == export.resolve():
         raise ValueError(f"{out} exists already; finetune never overwrites an export. Choose another --out.")
-    return out
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {out}: the folder {folder} does not exist; create it (mkdir -p {folder}) or "
+                         "choose another --out.")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot write in {folder} ({e.strerror or e}); choose a folder you can "
+                         "write to.") from None
+    return out, export
 
 
-def _mix(corr: tuple[list, list], orig: LabelLists | None, seed: int) -> tuple[list, list]:
+def _sets(corr: tuple[list, list], orig: LabelLists | None, weight: int,
+          seed: int) -> tuple[tuple[list, list], tuple[list, list] | None, list[str]]:
+    """(the training mix, the original validation set without the corrected inputs, notes). Each correction
+    appears `weight` times; original items whose input was corrected are left out of both."""
+    items, labels = list(corr[0]) * weight, list(corr[1]) * weight
     if orig is None:
-        return corr
-    items, labels = _named(orig.train)
-    n = min(len(items), ORIGINAL_PER_CORRECTION * len(corr[0]))
-    pick = np.random.default_rng(seed).choice(len(items), size=n, replace=False)
-    return list(corr[0]) + [items[i] for i in pick], list(corr[1]) + [labels[i] for i in pick]
+        return (items, labels), None, ["Without --data there is no original validation set: finetune cannot tell "
+                                       "whether the model got worse on what it knew."] if corr[0] else []
+    notes = []
+    v_items, v_labels = _named(orig.valid)
+    in_valid = _same_inputs(corr[0], v_items)
+    if in_valid:
+        notes.append(f"{len(in_valid)} of the corrected inputs are also in the original validation set; they are "
+                     "scored with the corrected items and left out of 'original validation'.")
+    keep = sorted(set(range(len(v_items))) - set(in_valid))
+    valid = ([v_items[i] for i in keep], [v_labels[i] for i in keep])
+    t_items, t_labels = _named(orig.train)
+    in_train = set(_same_inputs(corr[0], t_items))
+    if in_train:
+        notes.append(f"{len(in_train)} of the corrected inputs are in the original training set: their old labels "
+                     "are left out of the mix (the corrections replace them).")
+    pool = [i for i in range(len(t_items)) if i not in in_train]
+    n = len(pool) if len(pool) <= RECIPE["all_original_up_to"] else RECIPE["original_per_correction"] * len(corr[0])
+    pick = np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False) if corr[0] else []
+    return (items + [t_items[i] for i in pick], labels + [t_labels[i] for i in pick]), valid, notes
 
 
-def _train(learn: Learner, data: DataBunch, epochs: int, lr: float) -> None:
-    """Train every layer with the one-cycle schedule, BatchNorm statistics frozen, then restore the export's
-    inference data (its thresholds, vocabulary and transforms go into the new export unchanged)."""
+def _train(learn: Learner, data: DataBunch, epochs: int, lr: float, train: str) -> list[dict]:
+    """Train with the one-cycle schedule, BatchNorm statistics frozen (and with `train="head"` the body too),
+    then restore the export's inference data (its thresholds, vocabulary and transforms go into the new export
+    unchanged). Returns the weights after each epoch."""
     exported, learn.data = learn.data, data
-    frozen = FrozenBatchNorm()
-    frozen.learn = learn
-    learn.callbacks.append(frozen)
+    head = _head(learn.model) if train == "head" else None
+    for p in learn.model.parameters():
+        p.requires_grad_(head is None)
+    if head is not None:
+        for p in head.parameters():
+            p.requires_grad_(True)
+    learn.create_opt()
+    extra = [FrozenBatchNorm(), _EpochStates()]
+    for cb in extra:
+        cb.learn = learn
+        learn.callbacks.append(cb)
     try:
         learn.fit_one_cycle(epochs, lr)
     finally:
-        learn.callbacks.remove(frozen)
+        for cb in extra:
+            learn.callbacks.remove(cb)
+        for p in learn.model.parameters():
+            p.requires_grad_(True)
         learn.data = exported
+    return extra[1].states
 
 
-def _print_scores(sets: dict, before: dict, after: dict) -> None:
-    what = next(iter(before.values()))[0]
-    print(f"{what + ' on':<32} {'before':>8} {'after':>8}")
+def _head(model: nn.Module) -> nn.Module:
+    """The part that trains with the body frozen: a CNN's head (its last child), a text classifier's pooling
+    classifier (also its last child)."""
+    children = list(model.children())
+    return children[-1] if len(children) > 1 else model
+
+
+def _pick_epoch(what: str, before: dict, per_epoch: list[dict], tolerance: float,
+                accept_worse: bool) -> tuple[int, str, bool]:
+    """(the epoch to keep, 0 for the original; what happened, in a sentence; whether to write it). The epoch
+    kept fixes the most corrected items among those that lose at most `tolerance` on the original validation
+    set (then: the best validation score); with no such epoch, nothing is written unless `accept_worse`."""
+    sign = -1 if what in LOWER_IS_BETTER else 1
+    gain = lambda e, k: sign * (per_epoch[e - 1][k] - before[k])  # noqa: E731  (above 0: better)
+    epochs = range(1, len(per_epoch) + 1)
+    rank = lambda e: (gain(e, "corrected items"), gain(e, "original validation") if "original validation" in before  # noqa: E731
+                      else 0, e)
+    if "original validation" not in before:
+        best = max(epochs, key=rank)
+        return best, f"Kept epoch {best} (no validation set to check it against).", True
+    ok = [e for e in epochs if gain(e, "original validation") >= -tolerance - 1e-9]
+    if ok:
+        best = max(ok, key=rank)
+        if gain(best, "corrected items") > 0:
+            return best, (f"Kept epoch {best}: it fixes the most corrected items while the original validation "
+                          f"score drops by at most the tolerance, {tolerance:g}."), True
+        if not accept_worse:
+            return 0, ("No epoch did better on the corrected items without losing more than the tolerance "
+                       f"({tolerance:g}) on the original validation set: the original model is kept and nothing "
+                       "was written. Collect more corrections, or try another --lr or --epochs."), False
+    worst = max(epochs, key=rank)
+    drop = -gain(worst, "original validation")
+    if not ok and not accept_worse:
+        return 0, (f"REFUSED: every epoch lost more than the tolerance ({tolerance:g}) on the original validation "
+                   f"set (epoch {worst}: {drop:+.3f} worse), so the fine-tuned model is worse at what it knew. The "
+                   "original model is kept and nothing was written; try a lower --lr or fewer --epochs, or pass "
+                   "--accept-worse to write it anyway."), False
+    return worst, (f"Kept epoch {worst} although the original validation score dropped by {drop:.3f}, more than "
+                   f"the tolerance ({tolerance:g}), because --accept-worse was given."), True
+
+
+def _finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def _print_scores(what: str, sets: dict, before: dict, after: dict, epoch: int, epochs: int) -> None:
+    kept = f"after (epoch {epoch} of {epochs})" if epoch else "after (original kept)"
+    print(f"{what + ' on':<32} {'before':>8} {kept:>24}")
     for k, d in sets.items():
-        print(f"{k + f' ({len(d.valid_ds)})':<32} {before[k][1]:>8.3f} {after[k][1]:>8.3f}")
+        print(f"{k + f' ({len(d.valid_ds)})':<32} {before[k][1]:>8.3f} {after[k]:>24.3f}")
 
 
 # --- command line -----------------------------------------------------------------------------------------------
@@ -233,20 +463,46 @@ def add_finetune_command(commands) -> None:
     cmd = commands.add_parser(
         "finetune", help="fine-tune an exported model on the corrections its web app collected",
         description="Fine-tune an exported model on the corrections in feedback.csv (written by `serve`), mixed "
-                    "with a sample of the original training data if --data is given; prints the scores on the "
-                    "corrected items and on the original validation set before and after, and writes a new export.",
+                    "with the original training data if --data is given; prints the scores on the corrected items "
+                    "and on the original validation set before and after, and writes a new export unless the "
+                    "original validation score drops by more than --tolerance.",
         epilog=FINETUNE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmd.add_argument("export", metavar="EXPORT", help="export.pkl (or its folder)")
     cmd.add_argument("--feedback", required=True, metavar="DIR", help="the folder holding feedback.csv")
     cmd.add_argument("--data", metavar="ORIGINAL", help="the original data: a folder of class sub-folders, a CSV "
                      "of (image, labels) with --images, or a text CSV (label, text[, is_valid])")
     cmd.add_argument("--images", metavar="DIR", help="the images of a --data CSV")
-    cmd.add_argument("--epochs", type=int, default=8, help="epochs (default: 8)")
-    cmd.add_argument("--lr", type=float, default=1e-3, help="maximum learning rate (default: 1e-3)")
+    cmd.add_argument("--epochs", type=_arg(whole=True), default=RECIPE["epochs"],
+                     help=f"epochs; the best is kept (default: {RECIPE['epochs']})")
+    cmd.add_argument("--lr", type=_arg(), default=RECIPE["lr"],
+                     help=f"maximum learning rate (default: {RECIPE['lr']:g})")
+    cmd.add_argument("--tolerance", type=_arg(zero=True), default=DEFAULT_TOLERANCE,
+                     help="the most the original validation score may drop, absolute (default: "
+                          f"{DEFAULT_TOLERANCE:g})")
+    cmd.add_argument("--accept-worse", action="store_true", help="write the new export even when it loses more "
+                     "than --tolerance on the original validation set")
     cmd.add_argument("--out", required=True, metavar="NEW_EXPORT", help="the new export file (must not exist)")
     cmd.set_defaults(run=_finetune)
 
 
+def _arg(whole: bool = False, zero: bool = False):
+    """argparse type: a finite number above 0 (or at least 0 with `zero`; whole with `whole`)."""
+    def parse(text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        try:
+            return _positive("x", value, whole=whole, zero=zero)
+        except ValueError:
+            kind = "a whole number of at least 1" if whole else ("a number of at least 0" if zero else
+                                                                 "a finite number above 0")
+            raise argparse.ArgumentTypeError(f"must be {kind}, not {text!r}") from None
+    parse.__name__ = "number"
+    return parse
+
+
 def _finetune(args) -> int:
-    finetune(args.export, args.feedback, args.out, args.data, args.images, args.epochs, args.lr)
-    return 0
+    res = finetune(args.export, args.feedback, args.out, args.data, args.images, args.epochs, args.lr,
+                   tolerance=args.tolerance, accept_worse=args.accept_worse)
+    return 0 if res.written is not None else 1

@@ -2,7 +2,7 @@
 
     GET  /          the page (static/index.html + static/app.js, plain JavaScript, no build step)
     GET  /health    {"status": "ok"}
-    GET  /info      what the model is: kind, classes, input size
+    GET  /info      what the model is: kind, classes, input size; which export (file, sha256, when trained)
     POST /predict   an image (multipart, field `file`) or a text (JSON {"text": ...}) -> the prediction
     POST /feedback  the same input plus the right answer (`label`, repeated for tags; `row`/`col` for a point)
 
@@ -41,9 +41,11 @@ def default_feedback_dir(export: str | Path) -> Path:
 
 def create_app(export: str | Path, feedback_dir: str | Path | None = None, max_mb: float = 10.0,
                max_chars: int = 10_000) -> Starlette:
-    """The app for one exported learner; corrections go to `feedback_dir` (default: beside the export)."""
+    """The app for one exported learner; corrections go to `feedback_dir` (default: beside the export). After
+    a fine-tune, point it at the new export with the same `feedback_dir`: the rows already there stay, and each
+    new row names the export it corrected."""
     predictor = Predictor(export, max_chars=max_chars)
-    store = FeedbackStore(feedback_dir or default_feedback_dir(export))
+    store = FeedbackStore(feedback_dir or default_feedback_dir(export), predictor.export_id)
     max_bytes = int(max_mb * 1024 * 1024)
 
     async def index(request: Request):
@@ -66,7 +68,8 @@ def create_app(export: str | Path, feedback_dir: str | Path | None = None, max_m
         result = await run_in_threadpool(predictor.predict, item)
         data, ext = raw
         name = await run_in_threadpool(store.add, data, ext, result["predicted"], corrected)
-        return JSONResponse({"stored": name, "predicted": result["predicted"], "corrected": corrected})
+        return JSONResponse({"stored": name, "predicted": result["predicted"], "corrected": corrected,
+                             "export": store.export})
 
     routes = [Route("/", index), Route("/health", health), Route("/info", info),
               Route("/predict", predict, methods=["POST"]), Route("/feedback", feedback, methods=["POST"]),

@@ -9,6 +9,8 @@ __all__ = ["add_serve_command"]
 
 SERVE_EXAMPLE = """example:
   python -m course_utils serve runs/planet/export.pkl --port 8000
+  after a fine-tune, the new export with the same feedback folder (the rows stored so far are kept):
+  python -m course_utils serve runs/planet/export-2.pkl --feedback runs/planet/feedback
   then open http://127.0.0.1:8000 in a browser (from a phone: --host 0.0.0.0, at your own risk)
 """
 
@@ -37,7 +39,8 @@ def _serve(args) -> int:
 
     app = create_app(args.export, args.feedback, args.max_mb, args.max_chars)
     predictor, store = app.state.predictor, app.state.store
-    print(f"Serving a {predictor.kind} model ({len(predictor.classes)} classes) from {predictor.export} at "
-          f"http://{args.host}:{args.port}; corrections go to {store.folder}", flush=True)
+    print(f"Serving a {predictor.kind} model ({len(predictor.classes)} classes) from {predictor.export_file} "
+          f"(sha256 {predictor.sha256[:12]}, trained {predictor.trained}) at http://{args.host}:{args.port}; "
+          f"corrections go to {store.folder}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -6,10 +6,12 @@ Every check that can refuse a request runs here, before anything is stored (see 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
 import threading
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +61,27 @@ class Predictor:
     def __init__(self, export: str | Path, max_chars: int = 10_000):
         self.export = Path(export)
         self.learn = load_learner(export, device="cpu")
+        f = self.export / "export.pkl" if self.export.is_dir() else self.export
+        self.export_file = f
+        self.sha256 = hashlib.sha256(f.read_bytes()).hexdigest()  # which export, even after a rename or copy
+        self.trained = datetime.fromtimestamp(f.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
         self.kind = model_kind(self.learn)
         self.classes = list(self.learn.data.classes or [])
         self.max_chars = max_chars
         self._lock = threading.Lock()
 
+    @property
+    def export_id(self) -> str:
+        """The served export as one feedback.csv cell: its file name and the first 12 hex digits of its sha256."""
+        return f"{self.export_file.name}@{self.sha256[:12]}"
+
     def info(self) -> dict:
-        """What the model is: its kind, classes and input size (for GET /info and the page)."""
+        """What the model is: its kind, classes and input size, and which export it is: file name, sha256 of
+        the file (`sha256sum` prints the same) and when it was trained (the export file's time, UTC)."""
         size = self.learn.data.valid_ds.cfg.size
-        res = {"kind": self.kind, "classes": self.classes, "export": self.export.name,
+        res = {"kind": self.kind, "classes": self.classes, "export": self.export_file.name,
+               "export_path": str(self.export_file.resolve()), "export_sha256": self.sha256[:12],
+               "trained": self.trained,
                "input_size": list(size) if isinstance(size, (tuple, list)) else size,
                "input": "text" if self.kind == "text" else "image"}
         if self.kind == "text":

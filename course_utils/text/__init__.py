@@ -4,7 +4,9 @@ from .data import Text, TextClasDataBunch, TextDataBunch, TextList, TextLMDataBu
 from .learner import LanguageLearner, RNNLearner, language_model_learner, text_classifier_learner
 from .models import AWD_LSTM, awd_lstm_clas_config, awd_lstm_lm_config
 from .tokenize import SPECIAL_TOKENS, Tokenizer, Vocab
+from .v1_names import TextFileList, TextFilesList, TextSplitData
 
 __all__ = ["TextList", "Text", "TextDataBunch", "TextClasDataBunch", "TextLMDataBunch", "load_data",
            "LanguageLearner", "RNNLearner", "language_model_learner", "text_classifier_learner",
-           "AWD_LSTM", "awd_lstm_clas_config", "awd_lstm_lm_config", "SPECIAL_TOKENS", "Tokenizer", "Vocab"]
+           "AWD_LSTM", "awd_lstm_clas_config", "awd_lstm_lm_config", "SPECIAL_TOKENS", "Tokenizer", "Vocab",
+           "TextFileList", "TextFilesList", "TextSplitData"]

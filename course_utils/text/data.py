@@ -384,6 +384,18 @@ class TextDataBunch(DataBunch):
         return labelled.databunch(bs=bs, **kwargs)
 
     @classmethod
+    def from_df(cls, path: str | Path, train_df: pd.DataFrame, valid_df: pd.DataFrame, text_cols: int | str = 1,
+                label_cols: int | str = 0, vocab: Vocab | None = None, classes: Sequence | None = None, bs: int = 64,
+                max_vocab: int = 60000, min_freq: int = 3, **kwargs) -> "TextDataBunch":
+        """Like `from_csv`, from two tables you split yourself: the training rows and the validation rows."""
+        df = pd.concat([train_df, valid_df], ignore_index=True)
+        texts = TextList.from_df(df, path, cols=text_cols, vocab=vocab, max_vocab=max_vocab, min_freq=min_freq)
+        split = texts.split_by_idxs(np.arange(len(train_df)), np.arange(len(train_df), len(df)))
+        labelled = (split.label_for_lm() if issubclass(cls, TextLMDataBunch)
+                    else split.label_from_df(cols=label_cols, classes=classes))
+        return labelled.databunch(bs=bs, **kwargs)
+
+    @classmethod
     def load(cls, path: str | Path, fname: str = "data_save.pkl", **kwargs) -> "TextDataBunch":
         """The video's name (fastai v1.0.2x) for `load_data(path, fname, bs=...)`: the DataBunch that
         `data.save(fname)` wrote to `path/fname`, checked to be of this class."""

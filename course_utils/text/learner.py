@@ -127,18 +127,27 @@ def decode_spec_tokens(tokens: list[str]) -> str:
     return " ".join(res)
 
 
-def _arch_check(arch) -> None:
+def _arch_check(arch, pretrained_model, builder: str) -> None:
+    """Only AWD_LSTM; and `pretrained_model=` (the video's fastai, v1.0.2x) is refused with what to type instead."""
+    if pretrained_model is not None:
+        example = "language_model_learner(data_lm, AWD_LSTM, drop_mult=0.3)" if builder == "lm" else \
+            "text_classifier_learner(data_clas, AWD_LSTM, drop_mult=0.5)"
+        raise TypeError("`pretrained_model=` (e.g. URLs.WT103) is an argument of the video's fastai (v1.0.2x); "
+                        f"here the WikiText-103 weights are loaded by `pretrained=True`, the default: type "
+                        f"`{example}` (or pretrained=False to start from random weights).")
     if arch is not AWD_LSTM:
         raise ValueError(f"Only AWD_LSTM is available as a text architecture, not {arch!r}.")
 
 
-def language_model_learner(data: TextLMDataBunch, arch: type, *, pretrained: bool = True, metrics=None,
+def language_model_learner(data: TextLMDataBunch, arch: type = AWD_LSTM, *, pretrained: bool = True, metrics=None,
                            wd: float = 1e-2, config: dict | None = None, drop_mult: float = 1.0,
-                           pretrained_fnames: tuple[Path, Path] | None = None, **kwargs) -> LanguageLearner:
+                           pretrained_fnames: tuple[Path, Path] | None = None, pretrained_model=None,
+                           **kwargs) -> LanguageLearner:
     """An AWD-LSTM language model for `data` (lesson 3: `drop_mult=0.3`). With `pretrained`, it starts from the
     WikiText-103 model (downloaded once), its embedding remapped to our vocabulary, and is frozen to the
-    last layer group (the embedding and decoder)."""
-    _arch_check(arch)
+    last layer group (the embedding and decoder). `arch` may be left out, as in the video (AWD_LSTM is the
+    only one); the video's `pretrained_model=URLs.WT103` is refused with what to type instead."""
+    _arch_check(arch, pretrained_model, "lm")
     spec = {"builder": "course_utils.text.models:language_model",
             "learner": "course_utils.text.learner:LanguageLearner", "vocab_sz": len(data.vocab),
             "config": dict(config) if config else None, "drop_mult": drop_mult}
@@ -147,14 +156,15 @@ def language_model_learner(data: TextLMDataBunch, arch: type, *, pretrained: boo
                              metrics, wd=wd, model_spec=spec, **kwargs)
 
 
-def text_classifier_learner(data: TextClasDataBunch, arch: type, *, pretrained: bool = True, metrics=None,
-                            wd: float = 1e-2, config: dict | None = None, drop_mult: float = 1.0,
+def text_classifier_learner(data: TextClasDataBunch, arch: type = AWD_LSTM, *, pretrained: bool = True,
+                            metrics=None, wd: float = 1e-2, config: dict | None = None, drop_mult: float = 1.0,
                             pretrained_fnames: tuple[Path, Path] | None = None, bptt: int = 70,
                             max_len: int = 20 * 70, lin_ftrs: list[int] | None = None,
-                            ps: float | list[float] | None = None, **kwargs) -> RNNLearner:
+                            ps: float | list[float] | None = None, pretrained_model=None, **kwargs) -> RNNLearner:
     """An AWD-LSTM classifier for `data` (lesson 3: `drop_mult=0.5`), read `bptt` tokens at a time, with the
-    concat-pooling head. Load the fine-tuned language model's encoder with `load_encoder`."""
-    _arch_check(arch)
+    concat-pooling head. Load the fine-tuned language model's encoder with `load_encoder`. `arch` may be left
+    out, as in the video (AWD_LSTM is the only one)."""
+    _arch_check(arch, pretrained_model, "clas")
     spec = {"builder": "course_utils.text.models:text_classifier_model", "vocab_sz": len(data.vocab),
             "n_class": data.c, "config": dict(config) if config else None, "drop_mult": drop_mult, "bptt": bptt,
             "max_len": max_len, "lin_ftrs": lin_ftrs, "ps": ps}

@@ -9,12 +9,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from PIL import ExifTags, Image as PILImage, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, ImageOps, UnidentifiedImageError
+from PIL import Image as PILImage
 
 Image = PILImage  # this module's code means Pillow's `Image` module; the lesson's image class is `VisionImage`
 
-__all__ = ["VisionImage", "open_image", "plot_multi", "open_lazy", "image_size", "load_rgb", "to_rgb", "image_to_tensor", "show_image",
-           "image_grid", "image_extensions"]
+__all__ = ["VisionImage", "open_image", "plot_multi", "open_lazy", "image_size", "load_rgb", "to_rgb",
+           "image_to_tensor", "show_image", "image_grid", "image_extensions"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

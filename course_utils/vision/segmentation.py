@@ -17,8 +17,8 @@ from .data import ImageList
 from .image import image_grid, open_lazy, show_image
 from .transforms import TransformPlan
 
-__all__ = ["ImageSegment", "SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask", "show_mask",
-           "MASK_COLOURS"]
+__all__ = ["ImageSegment", "SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask",
+           "show_mask", "MASK_COLOURS"]
 
 
 # One fixed colour per class id, so a class looks the same in every plot (ids past 40 wrap around).

@@ -2,7 +2,7 @@
 (commit 50a49ec, November 2018: `Learner.create_unet`, `lr_find(learn)`), with the later cells of HEAD the video
 also shows in its notes (`learn.destroy()`, `gpu_mem_get_free_no_cache`). Changes: the import line, speed settings
 (resnet18, pretrained=False, 1 epoch; the tiny images are 64x48, so "half size" is 32x24)."""
-from video_cells import Skip
+from video_cells import Skip  # noqa: F401  (the format's marker; no cell here is skipped)
 
 TITLE = "lesson3-camvid"
 SETUP = "import numpy as _np\n_np.random.seed(0)"

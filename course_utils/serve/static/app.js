@@ -161,7 +161,7 @@ async function sendFeedback() {
 async function start() {
   info = await (await fetch('/info')).json();
   $('title').textContent = `Lesson 3: ${info.kind} model`;
-  $('about').textContent = `${info.classes.length} classes: ${info.classes.join(', ')}. Model file: ${info.export}.`;
+  $('about').textContent = `${info.classes.length} classes: ${info.classes.join(', ')}. Model file: ${info.export} (sha256 ${info.export_sha256}…, trained ${info.trained}).`;
   $(info.input === 'text' ? 'text-input' : 'image-input').hidden = false;
   $('file').addEventListener('change', () => $('file').files[0] && predict({file: $('file').files[0]}));
   $('classify').addEventListener('click', () => predict({text: $('text').value}));
