@@ -1,6 +1,7 @@
 # Everything a fresh machine needs, one command each:
 #   make lessons   install, then run every lesson notebook in tiny mode (executed copies in executed/)
-#   make test      install, then the linter, the unit tests and every notebook under nbval
+#   make test      install, then the linter, the unit tests and every notebook under nbval (exercise answers
+#                  blank), then every notebook with the reference solutions (tools/run_solutions.py)
 #   make rehearse  install, then every notebook in full mode from a local mirror, smoke-sized (tools/rehearse.py)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,7 +24,9 @@ lessons: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) tools/add_exercises.py --check
 	MPLBACKEND=Agg $(PY) -m pytest tests nbs --nbval-lax --nbval-current-env
+	MPLBACKEND=Agg $(PY) tools/run_solutions.py
 
 rehearse: $(STAMP)
 	MPLBACKEND=Agg $(PY) tools/rehearse.py

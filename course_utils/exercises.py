@@ -87,11 +87,11 @@ class _Report:
             raise SolutionRejected(f"{self.exercise}: the reference solution for {self.name} was rejected: {why}")
         print(f"not yet: {self.exercise}: {why}")
 
-    def blank(self, how: str = "") -> None:
+    def blank(self, how: str = "", message: str = "") -> None:
         if course_solutions():
             raise SolutionRejected(f"{self.exercise}: the reference solution did not define {self.name}.")
-        print(f"not answered yet: {self.exercise}: replace the `...` in the answer cell "
-              f"{how or f'with your {self.name}'}, run it, then run this cell again.")
+        print(f"not answered yet: {self.exercise}: " + (message or f"replace the `...` in the answer cell "
+              f"{how or f'with your {self.name}'}, run it, then run this cell again."))
 
 
 def _call(fn: Callable, *args):
@@ -136,7 +136,8 @@ def _result(report: _Report, fn, args: tuple, shown_args: str, advice: str = "")
         report.hint(f"calling {report.name}({shown_args}) raised {err}" + (f". {advice}" if advice else ""))
         return False, None
     if _blank(value):
-        report.blank(f"in {report.name} (it returns nothing yet: a `return` is missing)")
+        report.blank(message=f"{report.name} returns nothing yet: write its body, with a `return`, run the answer "
+                     "cell, then this one again.")
         return False, None
     return True, value
 
@@ -636,7 +637,8 @@ def check_numericalize(ns: dict, vocab) -> None:
     if err:
         return r.hint(f"calling my_numericalize(tokens, vocab) raised {err}")
     if _blank(value):
-        return r.blank("in my_numericalize (it returns nothing yet: a `return` is missing)")
+        return r.blank(message="my_numericalize returns nothing yet: write its body, with a `return`, run the "
+                       "answer cell, then this one again.")
     try:
         got = [int(v) for v in value]
     except (TypeError, ValueError):

@@ -118,7 +118,7 @@ def test_acc_02(capsys, monkeypatch, planet):
     for name, (fn, words) in wrong.items():
         out = run(capsys, ex.check_acc_02, {"my_acc_02": fn}, p["preds"], p["targs"])
         if words is None:
-            assert out.startswith("not answered yet:") and "return" in out, out
+            assert out.startswith("not answered yet:") and "`return`" in out, out
         else:
             assert_hint(out, *words)
 

@@ -37,19 +37,19 @@ QUESTIONS = {
         ("What makes Planet a *multi-label* problem, and what does one image's label look like after "
          "`label_from_df(label_delim=' ')`?", "The data", "14:49"),
         ("Why does the lesson add `flip_vert=True` and set `max_warp=0` for satellite tiles, when the pets of "
-         "lesson 1 had neither?", "The data", "29:35"),
+         "lesson 1 had neither?", "Back to Planet: augmentation", "29:35"),
         ("Name the three objects under the hood of the data: which one has `__getitem__` and `__len__`, which one "
          "makes mini-batches, and what does the third add?", "What is inside a DataBunch", "18:30"),
         ("Why can the plain `accuracy` metric (an `argmax`) not be used when an image can have several labels?",
-         "The model and its metrics", "37:23"),
+         "The metrics", "37:23"),
         ("What does the threshold 0.2 decide, where did the lesson get it from, and does changing it change the "
-         "trained model?", "The model and its metrics", "37:23"),
+         "trained model?", "The metrics", "37:23"),
         ("What does `partial(accuracy_thresh, thresh=0.2)` return? Write the same thing with `def`.",
-         "The model and its metrics", "39:17"),
+         "`partial`", "39:17"),
         ("F2 weighs recall more than precision. Why does that make it pay to predict a tag you are unsure about?",
-         "The model and its metrics", "37:23"),
+         "The metrics", "37:23"),
         ("Why is the loss binary cross entropy on a sigmoid per tag, and not the softmax of single-label "
-         "classification?", "The model and its metrics", None),
+         "classification?", "The model", None),
         ("On the `lr_find` plot of a fresh model, which rate do you pick, and why not the one where the loss is "
          "lowest?", "Finding a learning rate", "48:50"),
         ("After `unfreeze()`, how does the lesson choose the two ends of `slice(left, right)`?",
@@ -80,11 +80,11 @@ QUESTIONS = {
          "The model: a U-Net", "1:09:04"),
         ("What does `to_fp16()` do on a GPU, and what does it do on your laptop's CPU (look at the line it "
          "printed)?", "The model: a U-Net", None),
-        ("What does `pct_start=0.9` change in the one-cycle schedule, and why did the lesson choose it here?",
-         "Stage 1", None),
-        ("Stage 2 uses `slice(lr/400, lr/4)`. Which layers get which end, and how does it follow the rule for "
-         "rates after unfreezing?", "Stage 2: unfreeze, find the learning rate again, and fine-tune everything",
-         "48:50"),
+        ("What does `pct_start=0.9` change in the one-cycle schedule, and why was it chosen for the U-Net?",
+         "Settings, and the two recipes", None),
+        ("After unfreezing, the later course notebook uses `slice(lr/400, lr/4)` and the lesson `slice(1e-5, lr/5)`. "
+         "Which layers get which end, and how do both follow the rule for rates after unfreezing?",
+         "Settings, and the two recipes", "48:50"),
         ("Going big, why can the weights trained at half size be loaded into a U-Net for full-size images, and "
          "why is the batch smaller?", "Go big", None),
     ],
@@ -204,8 +204,9 @@ EXERCISES = {
          None,
          "def my_is_valid(x):\n    ...  # your code",
          "exercises.check_camvid_split(globals(), path)"),
-        ("The rate of each layer group", "Stage 2 trained with `slice(3e-3 / 400, 3e-3 / 4)`. Which rate did each "
-         "layer group of this U-Net get? Give `my_rates`, a list with one rate per group (`len(learn.layer_groups)` "
+        ("The rate of each layer group", "The later course notebook's stage 2 trains with "
+         "`slice(3e-3 / 400, 3e-3 / 4)`. Which rate does each layer group of this U-Net get from it? Give "
+         "`my_rates`, a list with one rate per group (`len(learn.layer_groups)` "
          "of them), first group first.",
          "stage2_lrs = slice(3e-3 / 400, 3e-3 / 4)\nlen(learn.layer_groups)",
          "my_rates = ...  # [rate of group 0, rate of group 1, ...]",
@@ -384,7 +385,10 @@ def main() -> int:
                 path.write_text(new, encoding="utf-8")
         print(f"{'out of date' if args.check and old != new else 'updated' if old != new else 'up to date'}: "
               f"{path.name}")
-    return 1 if args.check and stale else 0
+    if args.check and stale:
+        print("Run `.venv/bin/python tools/add_exercises.py` to append the current exercise cells.")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
