@@ -7,6 +7,8 @@ import csv
 import hashlib
 import io
 import json
+import shutil
+from datetime import datetime
 
 import pytest
 from kinds import KINDS, make_learner
@@ -208,3 +210,45 @@ def test_unknown_routes_and_methods_answer_json(exports, tmp_path):
     assert c.get("/nope").status_code == 404 and "error" in c.get("/nope").json()
     assert c.get("/predict").status_code == 405 and "error" in c.get("/predict").json()
     assert json.loads(c.get("/info").text)["kind"] == "single-label"
+
+
+# --- which export answers, and serving a fine-tuned one -------------------------------------------------------
+def test_info_names_the_export_served(exports, tmp_path):
+    export = exports["single-label"][0]
+    info = client(exports, "single-label", tmp_path).get("/info").json()
+    assert info["export"] == export.name
+    assert info["export_sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()[:12]
+    trained = datetime.fromisoformat(info["trained"])
+    assert trained.tzinfo is not None and abs(trained.timestamp() - export.stat().st_mtime) < 1
+
+
+def test_a_new_export_serves_into_the_same_feedback_folder(exports, tmp_path):
+    """After a fine-tune the app serves the new export with the same --feedback folder: the rows stored so far
+    stay, and each row names the export it corrected."""
+    first, sample, classes = exports["single-label"]
+    second = tmp_path / "export-2.pkl"
+    second.write_bytes(first.read_bytes())  # a copy under another name stands for the fine-tuned export
+    shutil.copystat(first, second)
+    feedback(client(exports, "single-label", tmp_path), "single-label", sample, label=classes[0])
+    c2 = TestClient(create_app(second, tmp_path / "fb"))
+    assert c2.get("/info").json()["export"] == "export-2.pkl"
+    r = feedback(c2, "single-label", sample, label=classes[1])
+    assert r.json()["export"].startswith("export-2.pkl@")
+    rows = list(csv.DictReader(open(tmp_path / "fb" / "feedback.csv")))
+    sha = hashlib.sha256(first.read_bytes()).hexdigest()[:12]
+    assert [(r["corrected"], r["export"]) for r in rows] == [(classes[0], f"{first.name}@{sha}"),
+                                                             (classes[1], f"export-2.pkl@{sha}")]
+
+
+def test_an_older_feedback_csv_keeps_its_rows_and_gains_the_export_column(exports, tmp_path):
+    _, sample, classes = exports["single-label"]
+    c = client(exports, "single-label", tmp_path)
+    name = feedback(c, "single-label", sample, label=classes[0]).json()["stored"]
+    old = f"time,file,predicted,corrected\n2024-01-01T00:00:00+00:00,{name},{classes[1]},{classes[0]}\n"
+    (tmp_path / "fb" / "feedback.csv").write_text(old)  # as the app wrote it before rows named their export
+    assert feedback(client(exports, "single-label", tmp_path), "single-label", sample,
+                    label=classes[2]).status_code == 200
+    rows = list(csv.DictReader(open(tmp_path / "fb" / "feedback.csv")))
+    assert [(r["time"][:4], r["corrected"], bool(r["export"])) for r in rows] == [("2024", classes[0], False),
+                                                                                 (rows[1]["time"][:4], classes[2],
+                                                                                  True)]
