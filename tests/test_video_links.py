@@ -57,6 +57,14 @@ def display(seconds: int) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def to_seconds(shown: str) -> int:
+    """The second a shown moment (m:ss or h:mm:ss) is at."""
+    total = 0
+    for part in shown.split(":"):
+        total = total * 60 + int(part)
+    return total
+
+
 def text_of(path: Path) -> str:
     """The text a student reads: a notebook's cells (markdown and code), or a markdown file."""
     if path.suffix == ".ipynb":
@@ -74,7 +82,8 @@ def link_problems(text: str) -> list[str]:
         good_spans.append(m.span())
         if display(seconds) != shown:
             problems.append(f"{m.group(0)} shows {shown} but opens the video at {display(seconds)} "
-                            f"(t={seconds}); write [▶ {display(seconds)}]({VIDEO}?t={seconds}) or fix t=")
+                            f"(t={seconds}): make the time shown and t= agree (t={to_seconds(shown)} is "
+                            f"{display(to_seconds(shown))}; times are written m:ss, or h:mm:ss past an hour)")
         elif shown not in MOMENTS:
             problems.append(f"{m.group(0)}: {shown} is not a moment of the lecture notes (MOMENTS in this test); "
                             "link only timed moments, never a guessed one")
@@ -104,7 +113,7 @@ def test_each_lesson_links_its_moments(doc):
     text = text_of(ROOT / doc)
     missing = [t for t in REQUIRED[doc] if t not in linked_moments(text)]
     assert not missing, (f"{doc} has no link to the video at {', '.join(missing)}: add "
-                         + ", ".join(f"[▶ {t}]({VIDEO}?t={seconds(t)})" for t in missing)
+                         + ", ".join(f"[▶ {t}]({VIDEO}?t={to_seconds(t)})" for t in missing)
                          + " to the section the video covers there")
 
 
@@ -115,16 +124,8 @@ def test_notebook_opens_with_the_video_address(doc):
         f"{doc}: the first cell should give the video's address, {VIDEO}")
 
 
-def seconds(shown: str) -> int:
-    """The second a shown moment (m:ss or h:mm:ss) is at."""
-    total = 0
-    for part in shown.split(":"):
-        total = total * 60 + int(part)
-    return total
-
-
 def test_the_moments_table_is_written_canonically():
-    assert all(display(seconds(t)) == t for t in MOMENTS)
+    assert all(display(to_seconds(t)) == t for t in MOMENTS)
 
 
 @pytest.mark.parametrize("text, problem", [
