@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 __all__ = ["data_dir", "models_dir", "cache_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
-           "dist_timeout", "course_solutions", "default_device", "default_num_workers", "seed_everything", "CoursePath",
+           "dist_timeout", "course_solutions", "image_cache_budget", "available_memory", "default_device",
+           "default_num_workers", "seed_everything", "CoursePath",
            "gpu_mem_get_free_no_cache"]
 
 # Batches per epoch and per validation or prediction pass under COURSE_SMOKE=1. One, not a couple: on a
@@ -83,6 +84,74 @@ def dist_timeout(default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"COURSE_DIST_TIMEOUT must be a number of seconds, not {raw!r}.") from None
+
+
+IMAGE_CACHE_FRACTION = 0.25  # of the memory available when a DataBunch is made: what the decode cache may take
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM available to this process now, or None if the system does not say: Linux's MemAvailable
+    (what can be used without swapping), lowered to what is left under a container's memory limit (cgroup v2 or
+    v1, e.g. Colab or Docker); elsewhere psutil if installed, else the free physical pages."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            cap, cur = Path(limit).read_text().strip(), Path(used).read_text().strip()
+        except OSError:
+            continue
+        if cap.isdigit() and int(cap) < 2**60:  # "max" or a huge number: no limit
+            found.append(max(int(cap) - int(cur), 0))
+        break
+    if not found:
+        try:
+            import psutil
+            found.append(int(psutil.virtual_memory().available))
+        except ImportError:
+            try:
+                found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+            except (ValueError, OSError, AttributeError):
+                return None
+    return min(found)
+
+
+def image_cache_budget() -> tuple[int, str]:
+    """Bytes the decode cache may take when `transform` was not told `cache=` (vision/cache.py), and how that
+    number was reached, for the one line a DataBunch prints. `$COURSE_IMAGE_CACHE`: a fraction of the memory
+    available now (default 0.25), a size such as `800MB` or `2GB`, or 0 (off)."""
+    raw = os.environ.get("COURSE_IMAGE_CACHE", "").strip().upper().replace(" ", "")
+    how = "COURSE_IMAGE_CACHE sets it"
+    if raw in ("0", "OFF", "NO", "FALSE"):
+        return 0, "COURSE_IMAGE_CACHE=0 turns the automatic cache off"
+    units = {"GB": 2**30, "G": 2**30, "MB": 2**20, "M": 2**20}
+    for unit, scale in units.items():
+        if raw.endswith(unit):
+            try:
+                amount = float(raw[:-len(unit)])
+            except ValueError:
+                break
+            if amount >= 0:
+                return int(amount * scale), f"COURSE_IMAGE_CACHE={raw}"
+            break
+    else:
+        try:
+            fraction = float(raw) if raw else IMAGE_CACHE_FRACTION
+        except ValueError:
+            fraction = -1.0
+        if 0 <= fraction <= 1:
+            free = available_memory()
+            if free is None:
+                free = 2**30  # the system does not say: assume 1 GB, so only small caches are made
+                return int(fraction * free), f"{fraction:.0%} of an assumed 1,024 MB (available memory unknown); {how}"
+            return int(fraction * free), f"{fraction:.0%} of the {free / 2**20:,.0f} MB available; {how}"
+    raise ValueError(f"COURSE_IMAGE_CACHE must be a fraction of the available memory (e.g. 0.25), a size such as "
+                     f"800MB or 2GB, or 0 (no automatic cache); got {os.environ['COURSE_IMAGE_CACHE']!r}.")
 
 
 def course_solutions() -> bool:

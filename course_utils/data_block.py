@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from .config import default_device, default_num_workers
 from .persist import atomic_save, safe_load
@@ -90,7 +90,8 @@ class TransformConfig:
     - size: the output size in pixels, an int (square) or (height, width); None keeps each image's own size.
     - resize_method: how an image is fitted to `size` (a `ResizeMethod`: crop, squish, pad or no); None: crop.
     - tfm_y: whether the target moves with the image; None: the item list's own default (`tfm_y_default`).
-    - cache: keep each decoded, resized image for later epochs and stages (vision/cache.py).
+    - cache: keep each decoded, resized image for later epochs and stages (vision/cache.py); None: each DataBunch
+      decides, caching when the images fit a share of the available memory (`decide_auto_cache`).
     - train: draw the random augmentations (the training set) or not (validation, test, `predict`); set per set
       by `transform`, not one of its options.
     Text items take none of these (a text set keeps the defaults)."""
@@ -98,7 +99,7 @@ class TransformConfig:
     size: int | tuple[int, int] | None = None
     resize_method: str | None = None
     tfm_y: bool | None = None
-    cache: bool = False
+    cache: bool | None = None
     train: bool = True
 
     @classmethod
@@ -573,6 +574,7 @@ class LabelLists:
         for ds in (self.train, self.valid, self.test):
             if ds is not None and ds.tfm_cfg is None:  # never transformed: `transform` did not check it
                 ds.x.check_batchable()
+        decide_auto_cache((self.train, self.valid, self.test))  # before the check, which then fills the cache
         if check:
             self.check_for_training()
         return DataBunch(self.train, self.valid, self.test, bs=bs, val_bs=val_bs, num_workers=num_workers,
@@ -924,6 +926,33 @@ def _to_device(y, device: torch.device):
     return y.to(device, non_blocking=True)
 
 
+def decide_auto_cache(sets) -> None:
+    """For the sets of one DataBunch whose `transform` was not told `cache=`: let their item list decide whether
+    to cache the decoded items (images: if they fit the memory budget, vision/cache.py), and print its one line.
+    Sets already decided at this size (an earlier DataBunch from the same split) keep their choice, unannounced."""
+    pending, seen = [], set()
+    for ds in sets:
+        if (ds is None or ds.tfm_cfg is None or ds.tfm_cfg.cache is not None or not len(ds)
+                or not hasattr(ds.x, "auto_cache") or ds.x.auto_cache(ds.cfg) is not None or id(ds.x) in seen):
+            continue
+        seen.add(id(ds.x))
+        pending.append(ds)
+    if pending:
+        print(type(pending[0].x).decide_auto_cache([(ds.x, ds.cfg) for ds in pending]), flush=True)
+
+
+class _AugmentingCollate:
+    """A DataLoader worker's collate that also finishes the batch's transforms (`x.batch_tfms`), so on a CPU the
+    workers resample whole batches while the main process trains, instead of the main process doing it."""
+
+    def __init__(self, ds: LabelList, collate_fn: Callable | None):
+        self.ds, self.collate_fn = ds, collate_fn or default_collate
+
+    def __call__(self, items):
+        x, y = self.collate_fn(items)
+        return self.ds.x.batch_tfms(x, y, self.ds.y)
+
+
 class DeviceDataLoader:
     """A DataLoader whose batches arrive on the device, transformed and normalised: iterate it for (x, y)."""
 
@@ -953,6 +982,7 @@ class DataBunch:
             raise ValueError(f"The training set has {len(train_ds)} items, fewer than one batch (bs={bs}); "
                              "lower `bs` so that at least one full batch fits.")
         self.train_ds, self.valid_ds, self.test_ds = train_ds, valid_ds, test_ds
+        decide_auto_cache((train_ds, valid_ds, test_ds))  # LabelLists.databunch did, unless made directly
         self.bs, self.val_bs = bs, val_bs or bs
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.device = device or default_device()
@@ -964,11 +994,17 @@ class DataBunch:
         self.valid_dl = self._loader(valid_ds, self.val_bs, shuffle=False)
         self.test_dl = self._loader(test_ds, self.val_bs, shuffle=False) if test_ds is not None else None
 
+    def augments_in_workers(self) -> bool:
+        """Whether whole batches are augmented in the DataLoader workers (CPU training with workers) rather than
+        by `process_batch` on the device (a GPU, or no workers)."""
+        return self.batch_tfms and self.num_workers > 0 and self.device.type == "cpu"
+
     def _loader(self, ds: LabelList, bs: int, shuffle: bool) -> DeviceDataLoader:
         shuffle = shuffle and len(ds) > 0
         batched = self.batch_tfms and hasattr(ds.x, "prepare_tfms")
+        collate = _AugmentingCollate(ds, self.collate_fn) if batched and self.augments_in_workers() else self.collate_fn
         dl = DataLoader(PreparedItems(ds) if batched else ds, batch_size=bs, shuffle=shuffle, drop_last=shuffle,
-                        num_workers=self.num_workers, collate_fn=self.collate_fn,
+                        num_workers=self.num_workers, collate_fn=collate,
                         persistent_workers=self.num_workers > 0 and len(ds) > 0,
                         pin_memory=self.device.type == "cuda")
         return DeviceDataLoader(dl, self, ds)

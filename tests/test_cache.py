@@ -64,7 +64,7 @@ def test_a_changed_file_is_decoded_again(planet_path, tmp_path):
 def test_workers_fill_the_cache_the_main_process_sees(planet_src):
     data = planet_src.transform(TFMS, size=24, cache=True).databunch(bs=4, num_workers=2, device=torch.device("cpu"),
                                                                    check=False)  # workers, not the check, fill it
-    plain = planet_src.transform(TFMS, size=24).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+    plain = planet_src.transform(TFMS, size=24, cache=False).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
     for dl in (data.train_dl, data.valid_dl):
         for _ in dl:
             pass
@@ -114,3 +114,110 @@ def test_points_move_the_same_with_a_cache(tmp_path):
     cached = src.transform(tfms, size=(24, 32), tfm_y=True, cache=True).train
     _assert_same(_items(cached, seed=5), expected)
     _assert_same(_items(cached, seed=5), expected)
+
+
+# --- the automatic cache: each DataBunch decides whether its images fit the budget ---------------------------
+def _budget(monkeypatch, nbytes: int) -> None:
+    monkeypatch.setattr("course_utils.vision.cache.image_cache_budget", lambda: (nbytes, "a test budget"))
+
+
+def _cached_count(ds) -> int:
+    caches = ds.x._caches
+    key = (repr(ds.cfg.size), ds.cfg.resize_method)
+    return 0 if caches is None or caches[0] is not ds.x.items or key not in caches[1] else caches[1][key].n_filled()
+
+
+def test_images_that_fit_the_budget_are_cached_and_the_line_says_so(planet_src, monkeypatch, capsys):
+    _budget(monkeypatch, 24 * 24 * 3 * 24)  # exactly the 18 + 6 images at 24 px
+    data = planet_src.transform(TFMS, size=24).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+    out = capsys.readouterr().out
+    assert "caching 24 decoded images at 24 px: 40 KB in memory" in out and "budget 40 KB: a test budget" in out
+    assert out.count("caching") == 1
+    # the databunch's check decoded every image once, and that filled the cache: epoch 1 is already warm
+    assert _cached_count(data.train_ds) == 18 and _cached_count(data.valid_ds) == 6
+    again = data.train_ds.x.image_cache(24, None)
+    for _ in data.train_dl:
+        pass
+    assert data.train_ds.x.image_cache(24, None) is again
+    planet_src.transform(TFMS, size=24).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+    assert "caching" not in capsys.readouterr().out  # the same split at the same size: decided, said once
+
+
+def test_images_over_the_budget_are_not_cached_and_the_line_says_why(planet_src, monkeypatch, capsys):
+    _budget(monkeypatch, 24 * 24 * 3 * 24 - 1)  # one byte short
+    data = planet_src.transform(TFMS, size=24).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+    out = capsys.readouterr().out
+    assert ("not caching decoded images: 24 decoded images at 24 px: 40 KB would take more than the budget of "
+            "40 KB (a test budget), so every epoch decodes the files again") in out
+    for _ in data.train_dl:
+        pass
+    assert _cached_count(data.train_ds) == _cached_count(data.valid_ds) == 0
+    # a new size is a new decision: the same images at 8 px fit
+    small = planet_src.transform(TFMS, size=8).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+    assert "caching 24 decoded images at 8 px" in capsys.readouterr().out
+    assert _cached_count(small.train_ds) == 18
+
+
+def test_cache_given_to_transform_wins_over_the_budget(planet_src, monkeypatch, capsys):
+    _budget(monkeypatch, 0)
+    forced = planet_src.transform(TFMS, size=24, cache=True).databunch(bs=4, num_workers=0,
+                                                                       device=torch.device("cpu"))
+    assert _cached_count(forced.train_ds) == 18
+    _budget(monkeypatch, 2**40)
+    off = planet_src.transform(TFMS, size=16, cache=False).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+    for _ in off.train_dl:
+        pass
+    assert _cached_count(off.train_ds) == 0
+    assert "caching" not in capsys.readouterr().out  # nothing was decided, so nothing is announced
+
+
+def test_the_budget_comes_from_course_image_cache(monkeypatch):
+    from course_utils.config import available_memory, image_cache_budget
+    monkeypatch.setenv("COURSE_IMAGE_CACHE", "800MB")
+    assert image_cache_budget() == (800 * 2**20, "COURSE_IMAGE_CACHE=800MB")
+    monkeypatch.setenv("COURSE_IMAGE_CACHE", "2gb")
+    assert image_cache_budget()[0] == 2 * 2**30
+    monkeypatch.setenv("COURSE_IMAGE_CACHE", "0")
+    assert image_cache_budget()[0] == 0
+    monkeypatch.setattr("course_utils.config.available_memory", lambda: 1000 * 2**20)
+    monkeypatch.setenv("COURSE_IMAGE_CACHE", "0.5")
+    assert image_cache_budget() == (500 * 2**20, "50% of the 1,000 MB available; COURSE_IMAGE_CACHE sets it")
+    monkeypatch.delenv("COURSE_IMAGE_CACHE")
+    assert image_cache_budget()[0] == 250 * 2**20  # a quarter by default
+    for bad in ("lots", "3", "-1MB"):
+        monkeypatch.setenv("COURSE_IMAGE_CACHE", bad)
+        try:
+            image_cache_budget()
+        except ValueError as e:
+            assert "COURSE_IMAGE_CACHE must be" in str(e) and "800MB" in str(e)
+        else:
+            raise AssertionError(f"COURSE_IMAGE_CACHE={bad!r} was accepted")
+    monkeypatch.undo()
+    assert available_memory() is None or available_memory() > 0
+
+
+# --- the batch resample in the DataLoader workers -------------------------------------------------------------
+def _batches(data, seed: int) -> list:
+    torch.manual_seed(seed)  # the workers' seeds come from here, so both loaders draw the same transforms
+    return [(x.clone(), y.clone()) for x, y in data.train_dl]
+
+
+def test_workers_resample_the_batches_and_give_the_same_ones_as_the_main_process(camvid_path, monkeypatch):
+    """On a CPU with workers, each worker augments its whole batch (it hands over float images, not the uint8
+    windows); the batches are exactly those the main process made from the same draws."""
+    from course_utils.data_block import DataBunch
+    tfms = get_transforms(flip_vert=True, max_rotate=30, max_zoom=1.5, max_lighting=0.3, max_warp=0.3, p_affine=1.0)
+    src = camvid_src(camvid_path).transform(tfms, size=24, tfm_y=True)
+    cpu = torch.device("cpu")
+    data = src.databunch(bs=2, num_workers=2, device=cpu)
+    assert data.augments_in_workers()
+    in_workers = _batches(data, 7)  # first: persistent workers take their seeds from the first pass
+    x, _ = next(iter(data.train_dl.dl))  # what a worker hands over
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.shape[1:] == (3, 24, 24)
+    monkeypatch.setattr(DataBunch, "augments_in_workers", lambda self: False)
+    main = src.databunch(bs=2, num_workers=2, device=cpu)
+    in_main = _batches(main, 7)
+    assert isinstance(next(iter(main.train_dl.dl))[0], dict)  # the uint8 windows and draws, as before
+    assert len(in_workers) == len(in_main) > 1
+    for (xa, ya), (xb, yb) in zip(in_workers, in_main):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

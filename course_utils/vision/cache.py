@@ -15,6 +15,11 @@ default), so items a worker decodes are cached for every process; a worker start
 the file, or (in-memory cache) simply decodes without caching. A file whose mtime or size changed is
 decoded again: its stamp no longer matches.
 
+When `transform` is not told `cache=`, each DataBunch decides (`decide_auto_cache`): if all its sets' decoded,
+resized images fit the budget (`config.image_cache_budget`: a fraction of the memory available then, settable
+with COURSE_IMAGE_CACHE), they are cached, otherwise not; one line says which and why. `cache=True` or
+`cache=False` given to `transform` always wins.
+
 Only the input images are cached: a segmentation mask is decoded by its label list before the image is
 transformed (and resized nearest, as without a cache); points need no decoding.
 """
@@ -27,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import data_dir
+from ..config import data_dir, image_cache_budget
 from ..persist import atomic_write
 from .image import image_size
 from .transforms import sample_plan
 
-__all__ = ["ImageCache", "MEMORY_LIMIT"]
+__all__ = ["ImageCache", "MEMORY_LIMIT", "resized_shapes", "decide_auto_cache"]
 
 MEMORY_LIMIT = 512 * 2**20  # bytes of pixels kept in RAM; a bigger cache is a file in the data folder
 _FORMAT = 1  # bump when the file layout changes, so old cache files are never misread
@@ -43,14 +48,67 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
+def resized_shapes(items, size, resize_method: str | None) -> np.ndarray:
+    """(n, 2) int64: the (height, width) each image is resized to before augmentation. A squished fixed size
+    needs no file; otherwise only each file's header is read."""
+    def one(path) -> tuple[int, int]:
+        if isinstance(size, (tuple, list)) and resize_method in (None, "squish"):
+            return int(size[0]), int(size[1])
+        w, h = image_size(path)
+        return sample_plan(None, (h, w), size, resize_method, train=False).resized
+    return np.array([one(p) for p in items], dtype=np.int64).reshape(-1, 2)
+
+
+def _size_words(size) -> str:
+    if size is None:
+        return "their own size"
+    if isinstance(size, (tuple, list)):
+        return f"{size[0]}x{size[1]} px"
+    return f"{size} px"
+
+
+def _amount(nbytes: int) -> str:
+    if nbytes < 2**20 / 10:
+        return f"{nbytes / 1024:,.0f} KB"
+    return f"{nbytes / 2**20:.1f} MB" if nbytes < 10 * 2**20 else f"{nbytes / 2**20:,.0f} MB"
+
+
+def decide_auto_cache(lists, budget: tuple[int, str] | None = None) -> tuple[bool, str]:
+    """Whether the decoded, resized images of `lists` ((ImageList, TransformConfig) pairs: one DataBunch's sets)
+    fit the decode cache's budget together, and the one line that says so. `budget` is (bytes, how it was
+    reached); default `config.image_cache_budget()`. If they fit, each list's cache is made now (its shapes
+    are already known) and marked on; otherwise each is marked off."""
+    limit, how = budget if budget is not None else image_cache_budget()
+    if limit <= 0:
+        for x, cfg in lists:
+            x.set_auto_cache(cfg, None)
+        return False, f"not caching decoded images: {how}."
+    shapes = [resized_shapes(x.items, cfg.size, cfg.resize_method) for x, cfg in lists]
+    n = sum(len(s) for s in shapes)
+    nbytes = sum(int((s.prod(1) * 3).sum()) for s in shapes)
+    fits = nbytes <= limit
+    for (x, cfg), s in zip(lists, shapes):
+        x.set_auto_cache(cfg, s if fits else None)
+    sizes = sorted({_size_words(cfg.size) for _, cfg in lists})
+    what = f"{n:,} decoded images at {' and '.join(sizes)}: {_amount(nbytes)}"
+    if fits:
+        where = "in memory" if all(x.image_cache(cfg.size, cfg.resize_method).file is None for x, cfg in lists) \
+            else f"in a file under {data_dir() / 'cache'}"
+        return True, (f"caching {what} {where} (budget {_amount(limit)}: {how}; "
+                      "transform(..., cache=False) turns it off)")
+    return False, (f"not caching decoded images: {what} would take more than the budget of {_amount(limit)} "
+                   f"({how}), so every epoch decodes the files again")
+
+
 class ImageCache:
     """Resized RGB uint8 pixels of a list of image files at one (size, resize method)."""
 
-    def __init__(self, items, size, resize_method: str | None, memory_limit: int = MEMORY_LIMIT):
+    def __init__(self, items, size, resize_method: str | None, memory_limit: int = MEMORY_LIMIT,
+                 shapes: np.ndarray | None = None):
         self.paths = [Path(p) for p in items]
         self.index = {str(p): i for i, p in enumerate(self.paths)}
         self.size, self.resize_method, self.channels = size, resize_method, 3
-        self.shapes = np.array([self._resized(p) for p in self.paths], dtype=np.int64).reshape(-1, 2)
+        self.shapes = resized_shapes(self.paths, size, resize_method) if shapes is None else shapes
         nbytes = self.shapes.prod(1) * self.channels
         self.offsets = np.concatenate([[0], np.cumsum(nbytes)])
         self.file = None if self.nbytes <= memory_limit else self._file_name()
@@ -60,13 +118,6 @@ class ImageCache:
     def nbytes(self) -> int:
         """Bytes of pixels the cache holds when full."""
         return int(self.offsets[-1])
-
-    def _resized(self, path: Path) -> tuple[int, int]:
-        """The size an image is resized to before augmentation (only the header is read, and only if it matters)."""
-        if isinstance(self.size, (tuple, list)) and self.resize_method in (None, "squish"):
-            return int(self.size[0]), int(self.size[1])
-        w, h = image_size(path)
-        return sample_plan(None, (h, w), self.size, self.resize_method, train=False).resized
 
     def _file_name(self) -> Path:
         h = hashlib.sha1(repr((_FORMAT, self.size, self.resize_method)).encode())

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..data_block import ItemList, TargetList, TransformConfig
 from ..tables import same_names_on_disk
 from .batch import augment_batch, plan_params, resample_batch
-from .cache import ImageCache
+from .cache import ImageCache, decide_auto_cache
 from .image import image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
@@ -35,9 +35,11 @@ class ImageList(ItemList):
     extensions = image_extensions
     tfm_y_default = False  # whether targets follow the image when `transform` is not told (masks always do)
     _caches: tuple | None = None  # (the items they cache, {(size, resize method): ImageCache})
+    _auto_caches: tuple | None = None  # (the items, {(size, resize method): whether a DataBunch chose to cache})
 
-    def image_cache(self, size, resize_method: str | None) -> ImageCache:
-        """The decode-once cache of these images at this size (vision/cache.py), made on first use.
+    def image_cache(self, size, resize_method: str | None, shapes=None) -> ImageCache:
+        """The decode-once cache of these images at this size (vision/cache.py), made on first use (`shapes`:
+        the resized sizes, if already known).
 
         Split copies of a list share it while they share its items, so every DataBunch, `lr_find` and stage
         built from the same split reuses it."""
@@ -45,8 +47,29 @@ class ImageList(ItemList):
             self._caches = (self.items, {})
         key = (repr(size), resize_method)
         if key not in self._caches[1]:
-            self._caches[1][key] = ImageCache(self.items, size, resize_method)
+            self._caches[1][key] = ImageCache(self.items, size, resize_method, shapes=shapes)
         return self._caches[1][key]
+
+    def auto_cache(self, cfg: TransformConfig) -> bool | None:
+        """Whether a DataBunch chose to cache these images at `cfg`'s size (`transform` not told `cache=`);
+        None until one decides (`data_block.decide_auto_cache`)."""
+        if self._auto_caches is None or self._auto_caches[0] is not self.items:
+            return None
+        return self._auto_caches[1].get((repr(cfg.size), cfg.resize_method))
+
+    def set_auto_cache(self, cfg: TransformConfig, shapes) -> None:
+        """Record a DataBunch's choice for `cfg`'s size: cache (`shapes`, the resized sizes, given) or not (None)."""
+        if self._auto_caches is None or self._auto_caches[0] is not self.items:
+            self._auto_caches = (self.items, {})
+        self._auto_caches[1][(repr(cfg.size), cfg.resize_method)] = shapes is not None
+        if shapes is not None:
+            self.image_cache(cfg.size, cfg.resize_method, shapes)
+
+    @staticmethod
+    def decide_auto_cache(lists: list) -> str:
+        """Cache the images of one DataBunch's sets ((ImageList, TransformConfig) pairs) if they fit the memory
+        budget, or not; returns the line that says which (vision/cache.py)."""
+        return decide_auto_cache(lists)[1]
 
     def _check_items(self) -> None:
         missing = [p for p in self.items if not p.is_file()]
@@ -157,7 +180,8 @@ class ImageList(ItemList):
     def apply_tfms(self, img, y, y_list: TargetList, tfms: ImageTransforms | None, cfg: TransformConfig):
         """Decode, resize and (on training items) augment one image; with `tfm_y`, move its target the same way.
 
-        With `cfg.cache`, the decoded, resized pixels are kept for later epochs and stages (see vision/cache.py).
+        With `cfg.cache` (or, when it is None, the DataBunch's own choice), the decoded, resized pixels are kept
+        for later epochs and stages (see vision/cache.py).
         This is the one-item path (`ds[i]`, `predict`); DataLoaders split it into `prepare_tfms` per item and
         `batch_tfms` per batch, which give the same result."""
         plan, pixels, tfm_y = self._plan_and_pixels(img, y, y_list, tfms, cfg)
@@ -197,7 +221,7 @@ class ImageList(ItemList):
             def decode():
                 return plan.resize(load_rgb(img, min_size=(w, h)))
             path = getattr(img, "filename", "")
-            cached = cfg.cache and path
+            cached = (cfg.cache if cfg.cache is not None else self.auto_cache(cfg)) and path
             pixels = self.image_cache(cfg.size, cfg.resize_method).get(path, decode) if cached else decode()
             return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)
         finally:
