@@ -2,8 +2,10 @@
 paraphrase of the code cells of course-v3 `nbs/dl1/lesson3-imdb.ipynb` at HEAD (349c604), the same API calls in
 the same order, the notebook's comments left out. Changes: the import line; the Jupyter magics cell left out;
 `untar_data` gives the bundled `data/imdb_tiny` for both URLs.IMDB_SAMPLE and URLs.IMDB (tiny mode); speed
-settings: `pretrained=False` on both learners (no WikiText-103 weights can be downloaded here) and 1 epoch where
-the lesson trains 10 or 2.
+settings: `pretrained=False` on both learners (no WikiText-103 weights can be downloaded here), a small AWD-LSTM
+(`config=SMALL`, defined in SETUP as the notebook's tiny mode does: the lesson's 1152-wide one takes minutes per
+epoch on a CPU) and 1 epoch where the lesson trains 10 or 2. SETUP also runs torch on one thread, as the
+notebook's tiny mode does (a small LSTM is many times faster so on a busy CPU).
 
 The video itself (November 2018, course-v3 at 73c15fe) typed a few older names at the same places; what each
 does here is checked in tests/test_text_names.py:
@@ -18,7 +20,8 @@ does here is checked in tests/test_text_names.py:
 from video_cells import Skip  # noqa: F401  (the format's import; this lesson skips no cell)
 
 TITLE = "lesson3-imdb"
-SETUP = "import numpy as _np\n_np.random.seed(0)"
+SETUP = ("import numpy as _np\nimport torch as _torch\n_np.random.seed(0)\n_torch.set_num_threads(1)\n"
+         "SMALL = dict(emb_sz=64, n_hid=128, n_layers=3)  # speed setting: a small AWD-LSTM")
 
 CELLS = [
     "from course_utils.all import *",
@@ -51,7 +54,7 @@ CELLS = [
     "data_lm.save('data_lm.pkl')",
     "data_lm = load_data(path, 'data_lm.pkl', bs=bs)",
     "data_lm.show_batch()",
-    "learn = language_model_learner(data_lm, AWD_LSTM, drop_mult=0.3, pretrained=False)",
+    "learn = language_model_learner(data_lm, AWD_LSTM, drop_mult=0.3, pretrained=False, config=SMALL)",
     "learn.lr_find()",
     "learn.recorder.plot(skip_end=15)",
     "learn.fit_one_cycle(1, 1e-2, moms=(0.8,0.7))",
@@ -74,7 +77,7 @@ CELLS = [
     "data_clas.save('data_clas.pkl')",
     "data_clas = load_data(path, 'data_clas.pkl', bs=bs)",
     "data_clas.show_batch()",
-    "learn = text_classifier_learner(data_clas, AWD_LSTM, drop_mult=0.5, pretrained=False)\n"
+    "learn = text_classifier_learner(data_clas, AWD_LSTM, drop_mult=0.5, pretrained=False, config=SMALL)\n"
     "learn.load_encoder('fine_tuned_enc')",
     "learn.lr_find()",
     "learn.recorder.plot()",
