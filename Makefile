@@ -3,12 +3,14 @@
 #   make test      install, then the linter, the unit tests and every notebook under nbval (exercise answers
 #                  blank), then every notebook with the reference solutions (tools/run_solutions.py)
 #   make rehearse  install, then every notebook in full mode from a local mirror, smoke-sized (tools/rehearse.py)
+#   make gpu-check install, then on a CUDA machine: every notebook in full smoke mode on the GPU, the benchmark's
+#                  rows on the GPU, torchrun with nccl (2+ GPUs); one table, exit 1 on a failure (tools/gpu_check.py)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lessons test rehearse clean
+.PHONY: install lessons test rehearse gpu-check clean
 
 install: $(STAMP)
 
@@ -30,6 +32,9 @@ test: $(STAMP)
 
 rehearse: $(STAMP)
 	MPLBACKEND=Agg $(PY) tools/rehearse.py
+
+gpu-check: $(STAMP)
+	MPLBACKEND=Agg $(PY) tools/gpu_check.py
 
 clean:
 	rm -rf executed .pytest_cache

@@ -3,13 +3,18 @@ torchvision baseline measured in the same process, so the ratios hold on any mac
 
 It makes planet-style 256-px JPEGs (and 8-class masks for the U-Net) in a temporary folder by upscaling
 and jittering data/planet_tiny, then measures
-  (a) the input pipeline alone (planet augmentations at 128 px, batch 64): no cache, cold and warm cache,
-      at num_workers 0 and 2, against a `Dataset` that decodes every file and applies `transforms.v2`;
+  (a) the input pipeline alone (planet augmentations at 128 px, batch 64) with the settings a notebook gets by
+      default (the decode cache when the images fit the memory budget; batches augmented in the workers when
+      there are workers), its first epoch ("cold") and the next ("warm"); also with the cache off and with
+      per-item augmentation; at num_workers 0 and 2, against a `Dataset` that decodes every file and applies
+      `transforms.v2`, measured right after ours, `--rounds` times (ours and plain alternating);
   (b) training resnet18 at 64 and 128 px and the lesson's resnet18 U-Net at 96x128: fp32, bf16 forced, and
       whatever `to_fp16()` picks on this CPU, a few batches each (the first is warm-up and not timed;
       the median batch time counts);
-  (c) the same models, freshly built, in a plain fp32 PyTorch loop over a plain Dataset;
-and prints a table; everything goes to a JSON file. `--quick` runs in about a minute.
+  (c) the same models, freshly built, in a plain fp32 PyTorch loop over a plain Dataset (fp32 and plain
+      alternate `--rounds` times);
+and prints a table; everything goes to a JSON file. `--quick` runs in about a minute; `--no-bf16` skips the
+forced-bf16 column, which on a CPU without native bf16 is emulated and takes minutes.
 """
 from __future__ import annotations
 
@@ -145,31 +150,46 @@ def epoch_rate(loader) -> float:
     return n / (time.perf_counter() - start)
 
 
-def bench_pipeline(root: Path, workers: int, size: int = 128, bs: int = 64) -> dict:
-    """Library without cache, with a cold then warm cache; the plain baseline's first and second epochs."""
+def bench_pipeline(root: Path, workers: int, size: int = 128, bs: int = 64, variants: bool = True) -> dict:
+    """The library with a notebook's default settings (`transform` not told `cache=`: each DataBunch decides),
+    first epoch and next; then (`variants`) with the cache off and with per-item augmentation, warm; then the
+    plain baseline's first and second epochs, measured right after ours."""
     tfms = get_transforms(**PLANET_TFMS)
     res = {}
-    for cache in (False, True):
-        src = planet_src(root).transform(tfms, size=size, cache=cache)
-        data = src.databunch(bs=bs, num_workers=workers, device=CPU).normalize(imagenet_stats)
-        first, second = epoch_rate(data.train_dl), epoch_rate(data.train_dl)
-        if cache:
-            res["lib_cold"], res["lib_warm"] = first, second
-            res["cache_mb"] = data.train_ds.x.image_cache(size, None).nbytes / 2**20
-            # the same warm cache, augmenting one item at a time in the loader instead of the whole batch
-            item = src.databunch(bs=bs, num_workers=workers, device=CPU, batch_tfms=False).normalize(imagenet_stats)
-            res["lib_warm_per_item"] = epoch_rate(item.train_dl)
-            del item
-        else:
-            res["lib_nocache"] = second
-        del data
-        gc.collect()  # stop its persistent workers now, before the next loader forks
+    src = planet_src(root).transform(tfms, size=size)
+    data = src.databunch(bs=bs, num_workers=workers, device=CPU).normalize(imagenet_stats)
+    res["lib_cold"], res["lib_warm"] = epoch_rate(data.train_dl), epoch_rate(data.train_dl)
+    res["cached"] = bool(data.train_ds.x.auto_cache(data.train_ds.cfg))
+    res["cache_mb"] = data.train_ds.x.image_cache(size, None).nbytes / 2**20 if res["cached"] else 0.0
+    res["in_workers"] = data.augments_in_workers()
+    del data
+    gc.collect()  # stop its persistent workers now, before the next loader forks
+    if variants:
+        off = planet_src(root).transform(tfms, size=size, cache=False)
+        for key, lists, kw in (("lib_nocache", off, {}), ("lib_warm_per_item", src, {"batch_tfms": False})):
+            data = lists.databunch(bs=bs, num_workers=workers, device=CPU, **kw).normalize(imagenet_stats)
+            epoch_rate(data.train_dl)
+            res[key] = epoch_rate(data.train_dl)
+            del data
+            gc.collect()
     dl = plain_loader(plain_planet(root, size), bs, workers)
     res["plain_epoch1"], res["plain"] = epoch_rate(dl), epoch_rate(dl)
     del dl
     gc.collect()
     res["warm_vs_plain"] = res["lib_warm"] / res["plain"]
     res["cold_vs_plain"] = res["lib_cold"] / res["plain_epoch1"]
+    return res
+
+
+def pipeline_rounds(root: Path, workers: int, rounds: int) -> dict:
+    """`bench_pipeline` `rounds` times (ours and plain alternating; the variants only in the first round): the
+    first round's figures, each round's default-warm and plain-warm figures, and the ratios of their sums."""
+    runs = [bench_pipeline(root, workers, variants=r == 0) for r in range(rounds)]
+    res = dict(runs[0])
+    for key in ("lib_cold", "lib_warm", "plain_epoch1", "plain"):
+        res[f"{key}_rounds"] = [r[key] for r in runs]
+    res["warm_vs_plain"] = sum(res["lib_warm_rounds"]) / sum(res["plain_rounds"])
+    res["cold_vs_plain"] = sum(res["lib_cold_rounds"]) / sum(res["plain_epoch1_rounds"])
     return res
 
 
@@ -210,10 +230,8 @@ def lib_learner(kind: str, root: Path, size, bs: int, n_items: int):
     seed_everything(0)
     tfms = get_transforms(**PLANET_TFMS)
     src = seg_src(root, n_items) if kind == "unet" else planet_src(root, n_items)
-    data = src.transform(tfms, size=size, tfm_y=kind == "unet", cache=True).databunch(
+    data = src.transform(tfms, size=size, tfm_y=kind == "unet").databunch(  # the default: cached if it fits
         bs=bs, num_workers=0, device=CPU).normalize(imagenet_stats)
-    for _ in data.train_dl:  # fill the cache: this measures the model, (a) measures the pipeline
-        pass
     seed_everything(0)
     if kind == "unet":
         return unet_learner(data, torchvision.models.resnet18, pretrained=False)
@@ -260,21 +278,31 @@ def bench_plain_train(kind: str, root: Path, size, bs: int, n: int) -> dict:
     return {"img_s": rate(times, bs)}
 
 
-def bench_training(root: Path, n: int, start: float) -> dict:
-    """Each workload in the library (fp32, forced bf16, what `to_fp16()` picks) and in the plain loop.
+def bench_training(root: Path, n: int, start: float, rounds: int = 1, bf16: bool = True) -> dict:
+    """Each workload in the library (fp32, forced bf16, what `to_fp16()` picks) and in the plain loop; fp32
+    and plain alternate `rounds` times (the ratio is that of their sums).
 
     Without native bf16 a forced bf16 step is emulated and can take many seconds, so it is timed over one
-    batch there."""
+    batch there (`bf16=False` skips it)."""
     res, native = {}, cpu_has_native_bf16()
     for kind, size, bs in (("resnet18", 64, 32), ("resnet18", 128, 32), ("unet", (96, 128), 8)):
         name = f"{kind}@{size if isinstance(size, int) else 'x'.join(map(str, size))}"
-        row = {p: bench_lib_train(kind, root, size, bs, n if p != "bf16" or native else 1, p) for p in PRECISIONS}
-        row["plain"] = bench_plain_train(kind, root, size, bs, n)
+        fp32, plain = [], []
+        for _ in range(rounds):
+            fp32.append(bench_lib_train(kind, root, size, bs, n, "fp32"))
+            plain.append(bench_plain_train(kind, root, size, bs, n))
+        row = {"fp32": fp32[0], "plain": plain[0], "fp32_rounds": [r["img_s"] for r in fp32],
+               "plain_rounds": [r["img_s"] for r in plain]}
+        for p in PRECISIONS[1:]:
+            if p == "bf16" and not bf16:
+                row[p] = {"img_s": float("nan"), "mean_loss": float("nan"), "picked": "skipped", "timed_batches": 0}
+            else:
+                row[p] = bench_lib_train(kind, root, size, bs, n if p != "bf16" or native else 1, p)
         learn = lib_learner(kind, root, size, bs, bs)
         shape = (3, *size) if isinstance(size, tuple) else (3, size, size)
         row["gflop_per_img"] = gflop_per_image(learn.model, shape)
         row["params_m"] = sum(p.numel() for p in learn.model.parameters()) / 1e6
-        row["fp32_vs_plain"] = row["fp32"]["img_s"] / row["plain"]["img_s"]
+        row["fp32_vs_plain"] = sum(row["fp32_rounds"]) / sum(row["plain_rounds"])
         row["picked_vs_plain"] = row["to_fp16"]["img_s"] / row["plain"]["img_s"]
         row["picked_loss_rel_diff"] = abs(row["to_fp16"]["mean_loss"] / row["fp32"]["mean_loss"] - 1)
         res[name] = row
@@ -304,37 +332,52 @@ def describe(m: dict) -> str:
             f"AMX {'yes' if c['amx'] else 'no'}); torch {m['torch']}; load average {m['load_avg_start'][0]:.1f}")
 
 
+def _rounds(values: list[float], fmt: str = ".0f") -> str:
+    """Each round's figure, 'a / b'."""
+    return " / ".join(f"{v:{fmt}}" for v in values)
+
+
 def table(res: dict) -> str:
-    lines = ["input pipeline, images/s (planet augmentations, 128 px, batch 64)",
-             f"{'workers':>8} {'no cache':>9} {'cold':>8} {'warm':>8} {'warm, per-item aug':>19} {'plain':>8} "
-             f"{'warm/plain':>10} {'cold/plain':>10}"]
+    first = next(iter(res["pipeline"].values()))
+    how = (f"decode cache {'on' if first.get('cached') else 'OFF'} by the budget" if "cached" in first
+           else "decode cache")
+    lines = [f"input pipeline, images/s (planet augmentations, 128 px, batch 64); default settings ({how}), "
+             "each round's figure, ours then plain",
+             f"{'workers':>8} {'cold':>13} {'warm':>13} {'plain cold':>13} {'plain warm':>13} {'warm/plain':>10} "
+             f"{'cold/plain':>10} {'cache off':>9} {'per-item aug':>12}"]
     for w, r in res["pipeline"].items():
-        lines.append(f"{w:>8} {r['lib_nocache']:9.0f} {r['lib_cold']:8.0f} {r['lib_warm']:8.0f} "
-                     f"{r.get('lib_warm_per_item', float('nan')):19.0f} {r['plain']:8.0f} "
-                     f"{r['warm_vs_plain']:10.2f} {r['cold_vs_plain']:10.2f}")
+        lines.append(f"{w:>8} {_rounds(r['lib_cold_rounds']):>13} {_rounds(r['lib_warm_rounds']):>13} "
+                     f"{_rounds(r['plain_epoch1_rounds']):>13} {_rounds(r['plain_rounds']):>13} "
+                     f"{r['warm_vs_plain']:10.2f} {r['cold_vs_plain']:10.2f} {r['lib_nocache']:9.0f} "
+                     f"{r['lib_warm_per_item']:12.0f}")
+    lines.append("cold: the first epoch (the DataBunch's check has decoded every image once, filling the cache); "
+                 "warm: the next; workers > 0: batches augmented in the workers")
     picked = next(iter(res["training"].values()))["to_fp16"]["picked"]
     lines += ["", "training, images/s (batches after the first; num_workers 0, cache warm; plain = the same model "
               "in a plain fp32 loop over a plain Dataset)",
-              f"{'workload':>13} {'fp32':>7} {'bf16':>7} {'to_fp16 (' + picked + ')':>16} {'plain':>7} "
+              f"{'workload':>13} {'fp32':>13} {'bf16':>7} {'to_fp16 (' + picked + ')':>16} {'plain':>13} "
               f"{'fp32/plain':>10} {'to_fp16/plain':>13} {'GFLOP/img':>9} {'params':>7} {'loss diff':>9}"]
     for name, r in res["training"].items():
         one = "*" if r["bf16"]["timed_batches"] == 1 and r["to_fp16"]["timed_batches"] > 1 else " "
-        lines.append(f"{name:>13} {r['fp32']['img_s']:7.1f} {r['bf16']['img_s']:6.1f}{one} "
-                     f"{r['to_fp16']['img_s']:16.1f} {r['plain']['img_s']:7.1f} {r['fp32_vs_plain']:10.2f} "
+        lines.append(f"{name:>13} {_rounds(r['fp32_rounds'], '.1f'):>13} {r['bf16']['img_s']:6.1f}{one} "
+                     f"{r['to_fp16']['img_s']:16.1f} {_rounds(r['plain_rounds'], '.1f'):>13} "
+                     f"{r['fp32_vs_plain']:10.2f} "
                      f"{r['picked_vs_plain']:13.2f} {r['gflop_per_img']:9.2f} {r['params_m']:6.1f}M "
                      f"{r['picked_loss_rel_diff']:9.1%}")
     if any(r["bf16"]["timed_batches"] == 1 for r in res["training"].values()):
         lines.append("* bf16 forced on a CPU without native bf16 (emulated): one timed batch")
+    if any(r["bf16"]["picked"] == "skipped" for r in res["training"].values()):
+        lines.append("bf16: skipped (--no-bf16)")
     m = res["memory"]
     lines += ["", f"peak RSS: {m['max_rss_mb']:.0f} MB (workers: {m['children_max_rss_mb']:.0f} MB); "
               f"cache at 128 px: {m['cache_mb']:.0f} MB for {res['n_images']} images"]
     return "\n".join(lines)
 
 
-def run(n_images: int, n_batches: int, out: Path, workers=(0, 2)) -> dict:
+def run(n_images: int, n_batches: int, out: Path, workers=(0, 2), rounds: int = 1, bf16: bool = True) -> dict:
     """Generate the data, measure everything, write `out` and return the results."""
     start = time.perf_counter()
-    res = {"machine": machine(), "n_images": n_images, "timed_batches": n_batches}
+    res = {"machine": machine(), "n_images": n_images, "timed_batches": n_batches, "rounds": rounds}
     print(describe(res["machine"]), flush=True)
     with tempfile.TemporaryDirectory(prefix="course_bench_") as tmp:
         os.environ.setdefault("COURSE_DATA", tmp)  # a cache over the memory limit goes to a file here
@@ -343,9 +386,9 @@ def run(n_images: int, n_batches: int, out: Path, workers=(0, 2)) -> dict:
               f"({time.perf_counter() - start:.0f} s)", flush=True)
         res["pipeline"] = {}
         for w in workers:
-            res["pipeline"][w] = bench_pipeline(root, w)
+            res["pipeline"][w] = pipeline_rounds(root, w, rounds)
             print(f"  pipeline, num_workers={w}: done ({time.perf_counter() - start:.0f} s)", flush=True)
-        res["training"] = bench_training(root, n_batches, start)
+        res["training"] = bench_training(root, n_batches, start, rounds, bf16)
     res["memory"] = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                      "children_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                      "cache_mb": res["pipeline"][workers[0]]["cache_mb"]}
@@ -361,11 +404,13 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="fewer images and batches: about a minute")
     p.add_argument("--images", type=int, help="images to generate (default 2000, quick 400)")
     p.add_argument("--batches", type=int, help="timed training batches per workload (default 4, quick 1)")
+    p.add_argument("--rounds", type=int, default=1, help="times ours and plain alternate (default 1)")
+    p.add_argument("--no-bf16", action="store_true", help="skip forced bf16 (emulated, slow, without native bf16)")
     p.add_argument("--out", type=Path, default=Path("bench_results.json"), help="where the JSON results go")
     a = p.parse_args(argv)
     n_images = a.images or (400 if a.quick else 2000)
     n_batches = a.batches or (1 if a.quick else 4)
-    res = run(n_images, n_batches, a.out)
+    res = run(n_images, n_batches, a.out, rounds=a.rounds, bf16=not a.no_bf16)
     m = res["machine"]
     print(f"\n{describe(m)} at start, {m['load_avg_end'][0]:.1f} at end")
     print(table(res))
