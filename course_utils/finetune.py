@@ -42,11 +42,14 @@ DEFAULT_TOLERANCE = 0.02  # the most the original validation score may drop (abs
 RECIPE = {
     "epochs": 6,                  # epochs over the mix; the best one is kept (see `_pick_epoch`)
     "lr": 1e-2,                   # the head's maximum rate (one-cycle): a fresh head-only fit takes a high rate
-    "train": "head",              # "head": the body (and its BatchNorm statistics) frozen; "all": every layer
-    "correction_weight": 4,       # each correction appears this many times in the mix
+    "train": "last",              # what trains: "last" linear layer, the "head" (body frozen), or "all" layers
+    "correction_weight": 8,       # each correction appears this many times in the mix
     "original_per_correction": 20,  # original training items mixed in per correction ...
     "all_original_up_to": 1000,   # ... or all of them when the original training set is no larger than this
 }
+
+
+TRAIN = {"last": "the last layer", "head": "the head", "all": "every layer"}
 
 
 class FrozenBatchNorm(Callback):
@@ -266,8 +269,8 @@ def finetune(export: str | Path, feedback: str | Path, out: str | Path, data: st
     lr = _positive("lr", RECIPE["lr"] if lr is None else lr)
     tolerance = _positive("tolerance", tolerance, zero=True)
     train = train or RECIPE["train"]
-    if train not in ("head", "all"):
-        raise ValueError(f"train={train!r}: say 'head' (the body frozen) or 'all' (every layer).")
+    if train not in TRAIN:
+        raise ValueError(f"train={train!r}: say one of {', '.join(map(repr, TRAIN))}.")
     weight = int(_positive("correction_weight", correction_weight or RECIPE["correction_weight"], whole=True))
     out, export = _new_export_path(export, out)  # before anything slow: a bad --out must not cost a training run
     seed_everything(seed)
@@ -288,7 +291,7 @@ def finetune(export: str | Path, feedback: str | Path, out: str | Path, data: st
         sets["original validation"] = finetune_data(learn, corr, valid_set)
     n_orig = len(train_set[0]) - weight * len(items)
     print(f"{len(items)} corrections from {feedback} (each counted {weight} times); {n_orig} original training "
-          f"items mixed in; {'the head' if train == 'head' else 'every layer'} trained {epochs} epochs at lr {lr:g}")
+          f"items mixed in; {TRAIN[train]} trained {epochs} epochs at lr {lr:g}")
     before = {k: score(learn, d) for k, d in sets.items()}
     what = before["corrected items"][0]
     original = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
@@ -377,12 +380,11 @@ def _train(learn: Learner, data: DataBunch, epochs: int, lr: float, train: str) 
     then restore the export's inference data (its thresholds, vocabulary and transforms go into the new export
     unchanged). Returns the weights after each epoch."""
     exported, learn.data = learn.data, data
-    head = _head(learn.model) if train == "head" else None
+    part = _trained_part(learn.model, train)
     for p in learn.model.parameters():
-        p.requires_grad_(head is None)
-    if head is not None:
-        for p in head.parameters():
-            p.requires_grad_(True)
+        p.requires_grad_(False)
+    for p in part.parameters():
+        p.requires_grad_(True)
     learn.create_opt()
     extra = [FrozenBatchNorm(), _EpochStates()]
     for cb in extra:
@@ -399,9 +401,13 @@ def _train(learn: Learner, data: DataBunch, epochs: int, lr: float, train: str) 
     return extra[1].states
 
 
-def _head(model: nn.Module) -> nn.Module:
-    """The part that trains with the body frozen: a CNN's head (its last child), a text classifier's pooling
-    classifier (also its last child)."""
+def _trained_part(model: nn.Module, train: str) -> nn.Module:
+    """What trains: "all" the model; "head" a CNN's head or a text classifier's pooling classifier (the last
+    child); "last" the model's last linear layer (the one that gives the classes' scores)."""
+    if train == "all":
+        return model
+    if train == "last":
+        return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     children = list(model.children())
     return children[-1] if len(children) > 1 else model
 
