@@ -404,7 +404,12 @@ class ItemLists:
         return LabelLists(self.path, LabelList(self.train, y_train), LabelList(valid_x, y_valid))
 
     def label_from_df(self, cols: int | str | Sequence = 1, label_delim: str | None = None, **kwargs) -> "LabelLists":
-        """Labels from column(s) `cols` of the CSV; `label_delim=' '` splits multi-label tags."""
+        """Labels from column(s) `cols` of the CSV; `label_delim=' '` splits multi-label tags (the video's
+        `sep=' '` is taken as `label_delim`, with a one-line note)."""
+        if "sep" in kwargs:
+            label_delim = kwargs.pop("sep")
+            warnings.warn(f"`sep={label_delim!r}` is the lesson video's name; it is now `label_delim={label_delim!r}`.",
+                          stacklevel=2)
         if self.train.inner_df is None:
             raise ValueError("label_from_df needs an ItemList made by from_df or from_csv.")
         def labels(il):
@@ -517,6 +522,13 @@ class LabelLists:
 
     def __repr__(self) -> str:
         return f"LabelLists;\n\nTrain: {self.train!r};\n\nValid: {self.valid!r};\n\nTest: {self.test!r}"
+
+    def datasets(self) -> "LabelLists":
+        """The lesson video's `.datasets()` step: nothing to do any more (the labelled lists are the datasets);
+        kept working with a one-line note so the video's chain runs."""
+        warnings.warn("`.datasets()` is the lesson video's step; it is no longer needed: go on with "
+                      "`.transform(...)` and `.databunch(...)`.", stacklevel=2)
+        return self
 
     def transform(self, tfms=(None, None), **kwargs) -> "LabelLists":
         """Attach (train, valid) transforms and options such as `size=`, `tfm_y=`; applied lazily per item.

@@ -184,3 +184,15 @@ def test_harness_verbatim_head_pose_meets_the_target():
     vc = _harness()
     result = vc.run_lesson("head_pose", "verbatim")
     assert result.percent >= 90, vc.report([result])
+
+
+def test_the_videos_sep_and_datasets_still_label_several_tags():
+    """The video types `label_from_csv(sep=' ')`-style calls and `.datasets()`: both work, with a note naming
+    today's spelling (before, `sep` was silently ignored and 143 single-label classes came out)."""
+    from course_utils.all import ImageItemList
+    il = ImageItemList.from_csv(ROOT / "data" / "planet_tiny", "train_v2.csv", folder="train-jpg", suffix=".jpg")
+    with pytest.warns(UserWarning, match="label_delim"):
+        src = il.split_by_rand_pct(0.2, seed=42).label_from_df(sep=" ")
+    assert len(src.train.y.classes) < 20 and "primary" in src.train.y.classes
+    with pytest.warns(UserWarning, match="no longer needed"):
+        assert src.datasets() is src
