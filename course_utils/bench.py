@@ -19,7 +19,9 @@ forced-bf16 column, which on a CPU without native bf16 is emulated and takes min
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import io
 import json
 import os
 import platform
@@ -230,8 +232,9 @@ def lib_learner(kind: str, root: Path, size, bs: int, n_items: int):
     seed_everything(0)
     tfms = get_transforms(**PLANET_TFMS)
     src = seg_src(root, n_items) if kind == "unet" else planet_src(root, n_items)
-    data = src.transform(tfms, size=size, tfm_y=kind == "unet").databunch(  # the default: cached if it fits
-        bs=bs, num_workers=0, device=CPU).normalize(imagenet_stats)
+    with contextlib.redirect_stdout(io.StringIO()):  # its cache line was said by (a), once is enough
+        data = src.transform(tfms, size=size, tfm_y=kind == "unet").databunch(  # the default: cached if it fits
+            bs=bs, num_workers=0, device=CPU).normalize(imagenet_stats)
     seed_everything(0)
     if kind == "unet":
         return unet_learner(data, torchvision.models.resnet18, pretrained=False)

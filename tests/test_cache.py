@@ -221,3 +221,17 @@ def test_workers_resample_the_batches_and_give_the_same_ones_as_the_main_process
     assert len(in_workers) == len(in_main) > 1
     for (xa, ya), (xb, yb) in zip(in_workers, in_main):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_cpu_batch_augmented_in_chunks_is_the_batch_augmented_at_once():
+    from course_utils.vision.batch import augment_batch
+    from course_utils.vision.transforms import sample_plan
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (37, 3, 20, 24), dtype=torch.uint8, generator=g)
+    plans = [sample_plan(TFMS[0], (20, 24), None, None, train=True, rng=np.random.default_rng(k)) for k in range(37)]
+    from course_utils.vision.batch import plan_params
+    params = [plan_params(p) for p in plans]
+    aug, light = torch.stack([p["aug"] for p in params]), torch.stack([p["light"] for p in params])
+    whole, grid = augment_batch(pixels, aug, light)
+    chunked, grid2 = augment_batch(pixels, aug, light, chunk=8)
+    assert grid is not None and torch.equal(grid, grid2) and torch.equal(whole, chunked)

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import get_worker_info
 
 from .transforms import TransformPlan, lighting_curve, pixel_centres
 
 __all__ = ["plan_params", "batch_grid", "resample_batch", "lighting_lut", "to_float_lit",
            "augment_batch"]
+
+LUT_CHUNK = 8  # images per table lookup on a CPU (see `to_float_lit`)
+CPU_CHUNK = 16  # images per lookup and resample when a CPU augments a batch (see `augment_batch`)
 
 
 def plan_params(plan: TransformPlan) -> dict:
@@ -75,14 +79,31 @@ def to_float_lit(pixels: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
     if bool(light.isnan().all()):
         return pixels.float().div_(255)
     lut = lighting_lut(light)
-    flat = pixels.reshape(pixels.shape[0], -1).long()
-    return torch.gather(lut, 1, flat).view(pixels.shape)
+    flat = pixels.reshape(pixels.shape[0], -1)
+    if pixels.device.type != "cpu":
+        return torch.gather(lut, 1, flat.long()).view(pixels.shape)
+    # on a CPU, a few images at a time: the int64 indices gather needs take 8 bytes per pixel, 32 MB for a batch
+    # of 64 at 128 px, held at once, in every DataLoader worker; in chunks they take a small fraction of that
+    out = torch.empty(flat.shape, dtype=lut.dtype)
+    for i in range(0, len(flat), LUT_CHUNK):
+        torch.gather(lut[i:i + LUT_CHUNK], 1, flat[i:i + LUT_CHUNK].long(), out=out[i:i + LUT_CHUNK])
+    return out.view(pixels.shape)
 
 
-def augment_batch(pixels: torch.Tensor, aug: torch.Tensor, light: torch.Tensor):
+def augment_batch(pixels: torch.Tensor, aug: torch.Tensor, light: torch.Tensor, chunk: int | None = None):
     """uint8 windows (B, 3, h, w) -> augmented float images in [0, 1]: lighting by table lookup, then one
-    resample for the whole batch.
+    resample for the whole batch (on a CPU, `chunk` images at a time, into one output: the same pixels, with a
+    fraction of the temporary memory; in a DataLoader worker the output is made in shared memory, where the
+    batch has to go to reach the main process anyway).
 
     Returns (images, grid); pass the grid to `resample_batch(..., mode='nearest')` to move masks the same way."""
     grid = batch_grid(aug, tuple(pixels.shape[-2:]))
-    return resample_batch(to_float_lit(pixels, light), grid), grid
+    if chunk is None or pixels.device.type != "cpu" or len(pixels) <= chunk:
+        return resample_batch(to_float_lit(pixels, light), grid), grid
+    out = torch.empty(pixels.shape, dtype=torch.float32)
+    if get_worker_info() is not None:
+        out.share_memory_()
+    for i in range(0, len(pixels), chunk):
+        part = slice(i, i + chunk)
+        out[part] = resample_batch(to_float_lit(pixels[part], light[part]), None if grid is None else grid[part])
+    return out, grid

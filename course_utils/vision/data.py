@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data_block import ItemList, TargetList, TransformConfig
 from ..tables import same_names_on_disk
-from .batch import augment_batch, plan_params, resample_batch
+from .batch import CPU_CHUNK, augment_batch, plan_params, resample_batch
 from .cache import ImageCache, decide_auto_cache
 from .image import image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
@@ -211,7 +211,7 @@ class ImageList(ItemList):
 
     def batch_tfms(self, x: dict, y: torch.Tensor, y_list: TargetList):
         """The per-batch half: every image's random geometry in one resample, lighting, and masks moved alike."""
-        images, grid = augment_batch(x["pixels"], x["aug"], x["light"])
+        images, grid = augment_batch(x["pixels"], x["aug"], x["light"], chunk=CPU_CHUNK)
         return images, y_list.batch_target(y, lambda t, mode: resample_batch(t, grid, mode))
 
     def _decode(self, img, plan: TransformPlan, cfg: TransformConfig) -> torch.Tensor:
