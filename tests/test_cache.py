@@ -147,8 +147,8 @@ def test_images_over_the_budget_are_not_cached_and_the_line_says_why(planet_src,
     _budget(monkeypatch, 24 * 24 * 3 * 24 - 1)  # one byte short
     data = planet_src.transform(TFMS, size=24).databunch(bs=4, num_workers=0, device=torch.device("cpu"))
     out = capsys.readouterr().out
-    assert ("not caching decoded images: 24 decoded images at 24 px: 40 KB would take more than the budget of "
-            "40 KB (a test budget), so every epoch decodes the files again") in out
+    assert ("not caching: 24 decoded images at 24 px would take 40 KB, over the budget of 40 KB (a test budget), "
+            "so every epoch decodes the files again") in out
     for _ in data.train_dl:
         pass
     assert _cached_count(data.train_ds) == _cached_count(data.valid_ds) == 0
@@ -235,3 +235,15 @@ def test_a_cpu_batch_augmented_in_chunks_is_the_batch_augmented_at_once():
     whole, grid = augment_batch(pixels, aug, light)
     chunked, grid2 = augment_batch(pixels, aug, light, chunk=8)
     assert grid is not None and torch.equal(grid, grid2) and torch.equal(whole, chunked)
+
+
+def test_deciding_and_making_the_cache_draws_nothing_from_torchs_generator(planet_src, monkeypatch):
+    """Sizing the cache must not shift a seeded run's random augmentations (it once drew one number per image)."""
+    _budget(monkeypatch, 2**40)
+    states = []
+    for cache in (False, None, True):
+        ls = planet_src.transform(TFMS, size=24, cache=cache)
+        torch.manual_seed(0)
+        ls.databunch(bs=4, num_workers=0, device=torch.device("cpu"))
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1]) and torch.equal(states[0], states[2])

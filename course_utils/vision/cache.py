@@ -50,12 +50,16 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def resized_shapes(items, size, resize_method: str | None) -> np.ndarray:
     """(n, 2) int64: the (height, width) each image is resized to before augmentation. A squished fixed size
-    needs no file; otherwise only each file's header is read."""
+    needs no file; otherwise only each file's header is read. Draws nothing from the global random generators
+    (a plan without augmentation needs no randomness: given its own generator, `sample_plan` leaves torch's alone),
+    so caching or not leaves a seeded run's augmentations the same."""
+    rng = np.random.default_rng(0)
+
     def one(path) -> tuple[int, int]:
         if isinstance(size, (tuple, list)) and resize_method in (None, "squish"):
             return int(size[0]), int(size[1])
         w, h = image_size(path)
-        return sample_plan(None, (h, w), size, resize_method, train=False).resized
+        return sample_plan(None, (h, w), size, resize_method, train=False, rng=rng).resized
     return np.array([one(p) for p in items], dtype=np.int64).reshape(-1, 2)
 
 
@@ -82,7 +86,7 @@ def decide_auto_cache(lists, budget: tuple[int, str] | None = None) -> tuple[boo
     if limit <= 0:
         for x, cfg in lists:
             x.set_auto_cache(cfg, None)
-        return False, f"not caching decoded images: {how}."
+        return False, f"not caching: {how}."
     shapes = [resized_shapes(x.items, cfg.size, cfg.resize_method) for x, cfg in lists]
     n = sum(len(s) for s in shapes)
     nbytes = sum(int((s.prod(1) * 3).sum()) for s in shapes)
@@ -90,13 +94,13 @@ def decide_auto_cache(lists, budget: tuple[int, str] | None = None) -> tuple[boo
     for (x, cfg), s in zip(lists, shapes):
         x.set_auto_cache(cfg, s if fits else None)
     sizes = sorted({_size_words(cfg.size) for _, cfg in lists})
-    what = f"{n:,} decoded images at {' and '.join(sizes)}: {_amount(nbytes)}"
+    what = f"{n:,} decoded images at {' and '.join(sizes)}"
     if fits:
         where = "in memory" if all(x.image_cache(cfg.size, cfg.resize_method).file is None for x, cfg in lists) \
             else f"in a file under {data_dir() / 'cache'}"
-        return True, (f"caching {what} {where} (budget {_amount(limit)}: {how}; "
+        return True, (f"caching {what}: {_amount(nbytes)} {where} (budget {_amount(limit)}: {how}; "
                       "transform(..., cache=False) turns it off)")
-    return False, (f"not caching decoded images: {what} would take more than the budget of {_amount(limit)} "
+    return False, (f"not caching: {what} would take {_amount(nbytes)}, over the budget of {_amount(limit)} "
                    f"({how}), so every epoch decodes the files again")
 
 
