@@ -397,6 +397,10 @@ class ItemLists:
     def label_from_lists(self, train_labels: Sequence, valid_labels: Sequence, label_cls: type | None = None,
                          **kwargs) -> "LabelLists":
         """Label with explicit label lists; the label type picks the loss (see `_pick_label_cls`)."""
+        if isinstance(label_cls, type) and issubclass(label_cls, ItemList) and not issubclass(label_cls, TargetList):
+            raise TypeError(f"`label_cls={label_cls.__name__}` is the lesson video's spelling: here the kind of items "
+                            f"comes first: start the chain with `{label_cls.__name__}.from_folder(...)` (or from_csv) "
+                            "and label without label_cls, e.g. `.label_from_func(get_ctr)`.")
         label_cls = label_cls or self.train._label_cls(train_labels, kwargs)
         y_train = label_cls.from_labels(train_labels, self.train, **kwargs)
         y_valid, keep = y_train.labels_for_valid(valid_labels, self.valid)

@@ -196,3 +196,12 @@ def test_the_videos_sep_and_datasets_still_label_several_tags():
     assert len(src.train.y.classes) < 20 and "primary" in src.train.y.classes
     with pytest.warns(UserWarning, match="no longer needed"):
         assert src.datasets() is src
+
+
+def test_the_videos_label_cls_points_says_what_to_type(tmp_path):
+    """The video-era head pose passes `label_cls=PointsItemList`; here the items' kind comes first, and the error
+    says so (it was `type object 'PointsItemList' has no attribute 'from_labels'`)."""
+    from course_utils.all import ImageList, PointsItemList
+    src = ImageList.from_folder(ROOT / "data" / "planet_tiny" / "train-jpg").split_by_rand_pct(0.2, seed=0)
+    with pytest.raises(TypeError, match=r"PointsItemList.from_folder\(\.\.\.\)"):
+        src.label_from_func(lambda o: [[1.0, 2.0]], label_cls=PointsItemList)
