@@ -96,10 +96,12 @@ def planet_model(tmp_path_factory):
     """A resnet18 trained briefly on the bundled tiny Planet (32 px, from scratch), exported, and the web app's
     feedback folder holding its first five wrong validation predictions corrected to the true tags, as a user of
     the app would. Returns (export, feedback folder, {photo: true tags})."""
+    from course_utils.config import seed_everything
     from course_utils.train import own_data, own_learner
     from course_utils.vision import get_transforms
 
     root = tmp_path_factory.mktemp("planet")
+    seed_everything(42)  # the same model, and so the same five mistakes, at every run
     src = own_data(PLANET_TINY / "train-jpg", csv=PLANET_TINY / "train_v2.csv")
     learn = own_learner(src, size=32, bs=32, arch="resnet18", pretrained=False,
                         tfms=get_transforms(flip_vert=True), num_workers=0)
@@ -134,10 +136,15 @@ def test_finetune_fixes_real_mistakes_and_keeps_what_the_model_knew(planet_model
     assert after >= before - DEFAULT_TOLERANCE, out  # ... and is no worse at what it knew
     assert res["corrected items"] == (0.0, right / 5)
     assert "5 corrections" in out and "original validation (91)" in out  # 96 less the 5 corrected
+    assert "all tags right" in out and "F2 at 0.2" in out  # the printout names each score
+    print(out)
 
 
-def test_finetune_refuses_to_write_a_model_that_lost_what_it_knew(planet_model, tmp_path, capsys):
+def test_finetune_refuses_to_write_a_model_that_lost_what_it_knew(planet_model, tmp_path, capsys, monkeypatch):
     export, feedback, _ = planet_model
+    # every layer at an absurd rate (the last layer alone stays within the tolerance even at lr 1e4: F2 at 0.2
+    # forgives a saturated last layer), so that every epoch loses what the model knew
+    monkeypatch.setitem(ft.RECIPE, "train", "all")
     new = tmp_path / "new.pkl"
     argv = ["finetune", str(export), "--feedback", str(feedback), "--data", str(PLANET_TINY / "train_v2.csv"),
             "--images", str(PLANET_TINY / "train-jpg"), "--lr", "3", "--epochs", "2", "--out", str(new)]
@@ -210,6 +217,7 @@ def test_weights_that_are_not_finite_are_never_exported(tmp_path, monkeypatch, c
                  for k, v in learn.model.state_dict().items()}]
 
     monkeypatch.setattr(ft, "_train", nan_weights)
+    monkeypatch.setattr(ft, "_train_last", lambda learn, *args: nan_weights(learn))
     res = finetune(export, tmp_path / "fb", tmp_path / "new.pkl", epochs=1)  # no --data: nothing checks validation
     assert res.written is None and not (tmp_path / "new.pkl").exists()
     assert "not all finite" in capsys.readouterr().out

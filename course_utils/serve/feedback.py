@@ -116,7 +116,8 @@ def read_feedback(folder: str | Path) -> list[dict]:
     if not rows:
         raise ValueError(f"{f} holds no corrections yet; collect some with the web app first.")
     for line, row in enumerate(rows, start=2):
-        missing = [k for k in REQUIRED if not (row.get(k) or "").strip()]
+        # `predicted` may be empty: a multi-label model can predict no tag at all
+        missing = [k for k in REQUIRED if k != "predicted" and not (row.get(k) or "").strip()]
         if missing:
             raise ValueError(f"{f}, line {line}: the column(s) {', '.join(missing)} are empty; fix or remove the line.")
         name = row["file"]
