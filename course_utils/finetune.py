@@ -5,10 +5,12 @@ users said the right answer was, and fine-tune on it at the end of the day):
 
 The corrections (feedback.csv) become a small training set, mixed with the original training data when `--data`
 names it, so the model learns the corrections without forgetting the rest. The recipe (chosen by measurement on
-tiny Planet, see RECIPE below): only the head trains, the body and its BatchNorm statistics stay as they were;
-each correction counts several times; and after every epoch the original validation set is scored, so the epoch
-kept is the one that fixes most corrections without losing more than `tolerance` there. The score on the
-corrected items and on the original validation set is printed before and after. When every epoch loses more than
+tiny Planet, see RECIPE below): only the last linear layer trains, by plain SGD with momentum, on its inputs
+computed once (the body and its BatchNorm statistics stay as they were); each correction counts 64 times; and
+after every epoch the original validation set is scored (accuracy, or for multi-label the lesson's F2 at 0.2),
+so the epoch kept is the one that fixes most corrections without losing more than `tolerance` there. The score
+on the corrected items (all tags right, for multi-label) and on the original validation set is printed before
+and after. When every epoch loses more than
 the tolerance, nothing is written unless `accept_worse` (`--accept-worse`); the new export never replaces a file.
 """
 from __future__ import annotations
