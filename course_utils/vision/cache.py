@@ -58,7 +58,10 @@ def resized_shapes(items, size, resize_method: str | None) -> np.ndarray:
     def one(path) -> tuple[int, int]:
         if isinstance(size, (tuple, list)) and resize_method in (None, "squish"):
             return int(size[0]), int(size[1])
-        w, h = image_size(path)
+        try:
+            w, h = image_size(path)
+        except (ValueError, OSError):  # unreadable: it takes no room, and the check that follows lists every such file
+            return 0, 0
         return sample_plan(None, (h, w), size, resize_method, train=False, rng=rng).resized
     return np.array([one(p) for p in items], dtype=np.int64).reshape(-1, 2)
 
