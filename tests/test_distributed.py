@@ -106,8 +106,9 @@ def test_command_line_trains_under_torchrun_and_exports_once(planet_path, tmp_pa
                    "--csv", str(planet_path / "train_v2.csv"), "--arch", "resnet18", "--no-pretrained",
                    "--size", "32", "--bs", "4", "--epochs", "1", "--out", str(out))
     assert run.rc == 0, run.err[-4000:]
-    # the CLI exports after each of its 2 stages; only rank 0 prints, so each line appears once per stage
-    assert run.out.count("exported to") == 2 and run.out.count("Suggested learning rate") == 1
+    # the CLI exports after each of its 2 stages and runs lr_find before each; only rank 0 prints, so each line
+    # appears once per stage
+    assert run.out.count("exported to") == 2 and run.out.count("Suggested learning rate") == 2
     assert [p.name for p in out.iterdir()] == ["export.pkl"], "exactly one export, written by rank 0"
     learn = load_learner(out)
     label, _, probs = learn.predict(planet_path / "train-jpg" / "train_0.jpg")
