@@ -182,6 +182,8 @@ def test_harness_verbatim_head_pose_meets_the_target():
     """The video's head-pose cells, typed verbatim top to bottom (the fastest vision lesson; the full harness
     over all lessons is `python tools/video_check.py`)."""
     vc = _harness()
+    for m in [m for m in sys.modules if m == "video_cells" or m.startswith("video_cells.")]:
+        del sys.modules[m]  # the toy lesson's package (another test) must not shadow the real one
     result = vc.run_lesson("head_pose", "verbatim")
     assert result.percent >= 90, vc.report([result])
 
