@@ -57,12 +57,18 @@ def course_mirror() -> str | None:
 def smoke_batches() -> int | None:
     """With `COURSE_SMOKE=1`, how many batches each epoch and each prediction pass runs (else None): a smoke
     test of the whole lesson (same data, models and sizes) in minutes, not a training run."""
-    value = os.environ.get("COURSE_SMOKE", "").strip().lower()
+    return SMOKE_BATCHES if _env_flag("COURSE_SMOKE", "smoke test") else None
+
+
+def _env_flag(name: str, meaning: str) -> bool:
+    """An on/off environment variable: unset, 0/false/no/off is off; 1/true/yes/on is on; anything else is refused,
+    naming the variable and what 1 means."""
+    value = os.environ.get(name, "").strip().lower()
     if value in ("", "0", "false", "no", "off"):
-        return None
+        return False
     if value not in ("1", "true", "yes", "on"):
-        raise ValueError(f"COURSE_SMOKE must be 1 (smoke test) or 0, not {value!r}.")
-    return SMOKE_BATCHES
+        raise ValueError(f"{name} must be 1 ({meaning}) or 0, not {value!r}.")
+    return True
 
 
 def announce_smoke() -> None:
@@ -158,12 +164,7 @@ def course_solutions() -> bool:
     """With `COURSE_SOLUTIONS=1`, every exercise check at the end of a lesson notebook runs the reference solution
     (solutions/<notebook>.py) instead of the student's cell and fails loudly if it is not accepted: for
     teachers and `make test`. Unset (students), a check prints a hint and never raises."""
-    value = os.environ.get("COURSE_SOLUTIONS", "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value not in ("1", "true", "yes", "on"):
-        raise ValueError(f"COURSE_SOLUTIONS must be 1 (check the reference solutions) or 0, not {value!r}.")
-    return True
+    return _env_flag("COURSE_SOLUTIONS", "check the reference solutions")
 
 
 def default_device() -> torch.device:
