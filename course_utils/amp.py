@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .callbacks import Callback
+from .callbacks import CALLBACK_ORDER, Callback
 
 __all__ = ["MixedPrecision", "PrecisionChoice", "choose_precision", "cpu_capability", "cpu_has_native_bf16"]
 
@@ -96,7 +96,7 @@ def _label(dtype: torch.dtype) -> str:
 
 class MixedPrecision(Callback):
     """Run forward and loss under autocast in `dtype`; with float16, scale the loss and skip overflowing steps."""
-    order = 50  # after callbacks that add to the loss (AR/TAR), so the scale applies to all of it
+    order = CALLBACK_ORDER["MixedPrecision"]
 
     def __init__(self, dtype: torch.dtype = torch.float16):
         self.dtype = dtype

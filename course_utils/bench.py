@@ -42,7 +42,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .amp import cpu_capability, cpu_has_native_bf16
-from .callbacks import Callback, CancelFit
+from .callbacks import CALLBACK_ORDER, Callback, CancelFit
 from .config import seed_everything
 from .learner import model_builder
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
@@ -198,7 +198,7 @@ def pipeline_rounds(root: Path, workers: int, rounds: int) -> dict:
 # --- (b) and (c) training -------------------------------------------------------------------------------
 class BatchTimer(Callback):
     """Times each training batch and stops the fit after `n` timed batches (the first one is warm-up)."""
-    order = 100
+    order = CALLBACK_ORDER["BatchTimer"]
 
     def __init__(self, n: int):
         self.n, self.times, self.losses = n, [], []

@@ -22,7 +22,25 @@ from .progress import progress_output
 
 __all__ = ["Callback", "CancelFit", "Recorder", "OneCycleScheduler", "LRFinder", "ProgressTable",
            "annealing_cos", "suggest_lr", "stop_improving", "SUGGESTION_RULE", "unfreeze_slice",
-           "loss_axis_limits"]
+           "loss_axis_limits", "CALLBACK_ORDER"]
+
+
+# When each callback runs within an event: lowest first. One table, so the order between callbacks of different
+# modules reads in one place; each class takes its number from here (`order = CALLBACK_ORDER["Recorder"]`).
+CALLBACK_ORDER = {
+    "DistributedTraining": -20,  # before_fit shards the loaders before the scheduler counts their batches
+    "Recorder": -10,             # records the loss before anyone else reads the history
+    "NaNGuard": -5,              # before_step copies the weights before anyone (MixedPrecision) takes the step
+    "Callback": 0,               # the default for a callback of your own
+    "OneCycleScheduler": 1,      # sets the batch's learning rate in before_batch
+    "LRFinder": 1,               # the same, for the finder's exponential ramp
+    "FrozenBatchNorm": 1,        # finetune: BatchNorm layers back to eval mode at each batch
+    "RNNRegularizer": 3,         # adds AR/TAR to the loss before mixed precision scales it
+    "ProgressTable": 10,         # shows the epoch's results after the Recorder has them
+    "MixedPrecision": 50,        # scales the loss after every callback that adds to it; takes the step
+    "EpochStates": 99,           # finetune: copies the weights after everything else has run
+    "BatchTimer": 100,           # the benchmark: times the batch once everything else is done
+}
 
 
 class CancelFit(Exception):
@@ -30,8 +48,9 @@ class CancelFit(Exception):
 
 
 class Callback:
-    """Base class: override the events you need; `self.learn` is set when the callback is attached."""
-    order = 0
+    """Base class: override the events you need; `self.learn` is set when the callback is attached. `order` places
+    it among the others (see CALLBACK_ORDER)."""
+    order = CALLBACK_ORDER["Callback"]
     learn = None
 
 
@@ -44,7 +63,7 @@ class Recorder(Callback):
     """Records learning rates, momentums, losses and metrics; draws them.
 
     `train_loss` is the debiased exponential moving average (beta 0.98) the lesson reports."""
-    order = -10
+    order = CALLBACK_ORDER["Recorder"]
     beta = 0.98
 
     def __init__(self):
@@ -210,7 +229,7 @@ def stop_improving(losses: list[float], rise: float = 0.1) -> tuple[int, str]:
 class OneCycleScheduler(Callback):
     """Lesson 3's one-cycle policy, per batch: the learning rate warms up from lr/div_factor to lr over
     `pct_start` of the steps, then anneals (cosine) to lr/final_div; momentum does the opposite."""
-    order = 1
+    order = CALLBACK_ORDER["OneCycleScheduler"]
 
     def __init__(self, lr_max: list[float], moms=(0.95, 0.85), div_factor: float = 25.0, pct_start: float = 0.3,
                  final_div: float | None = None):
@@ -250,7 +269,7 @@ class OneCycleScheduler(Callback):
 class LRFinder(Callback):
     """Raises the learning rate exponentially from start_lr to end_lr over num_it batches, stopping when
     the smoothed loss passes 4x its best (or is NaN): the curve behind `recorder.plot`."""
-    order = 1
+    order = CALLBACK_ORDER["LRFinder"]
 
     def __init__(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True):
         self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, num_it, stop_div
@@ -281,7 +300,7 @@ class LRFinder(Callback):
 class ProgressTable(Callback):
     """A progress bar over the batches, and one table row per epoch: losses, metrics, time.
     In a notebook both are one output redrawn in place (see `progress.py`)."""
-    order = 10
+    order = CALLBACK_ORDER["ProgressTable"]
 
     def __init__(self, show_bar: bool = True):
         self.show_bar = show_bar

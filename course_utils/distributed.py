@@ -36,7 +36,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from .callbacks import Callback, ProgressTable
+from .callbacks import CALLBACK_ORDER, Callback, ProgressTable
 from .config import dist_timeout
 
 __all__ = ["DistributedTraining", "ShardSampler", "launched_by_torchrun", "init_process_group",
@@ -109,7 +109,7 @@ class ShardSampler(Sampler[int]):
 class DistributedTraining(Callback):
     """One process's part in training on several devices (see the module's docstring); made by
     `learn.to_distributed()`, or by every Learner in a process started by torchrun."""
-    order = -20  # before_fit must shard the loaders before the scheduler counts their batches
+    order = CALLBACK_ORDER["DistributedTraining"]
 
     def __init__(self, sync_bn: bool = False, timeout: float | None = None):
         self.sync_bn, self.timeout = sync_bn, timeout
@@ -213,7 +213,7 @@ class DistributedTraining(Callback):
         self.sync_buffers()
 
     def after_validate(self):  # each process saw its share of the set: add the shares up
-        self.learn.valid_sums = self.all_sum(self.learn.valid_sums)
+        self.learn.valid_sums = type(self.learn.valid_sums).from_list(self.all_sum(self.learn.valid_sums.as_list()))
 
     def after_fit(self):
         # a fit stopped early (CancelFit) may end without validation; one ended by an error must not wait here

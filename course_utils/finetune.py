@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .callbacks import Callback
+from .callbacks import CALLBACK_ORDER, Callback
 from .config import seed_everything
 from .data_block import DataBunch, LabelLists, MultiCategoryList
 from .learner import Learner, load_learner
@@ -58,7 +58,7 @@ TRAIN = {"last": "the last layer", "head": "the head", "all": "every layer"}
 class FrozenBatchNorm(Callback):
     """Keeps BatchNorm layers in evaluation mode while fine-tuning: a handful of corrections (batches of one or
     two) cannot re-estimate the statistics the model learnt on the whole dataset; its weights still train."""
-    order = 1
+    order = CALLBACK_ORDER["FrozenBatchNorm"]
 
     def before_batch(self):
         if self.learn.training:
@@ -69,7 +69,7 @@ class FrozenBatchNorm(Callback):
 
 class _EpochStates(Callback):
     """Keeps a copy of the weights after every epoch, so the best epoch can be kept (early stopping)."""
-    order = 99
+    order = CALLBACK_ORDER["EpochStates"]
 
     def __init__(self):
         self.states: list[dict] = []

@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from .callbacks import Callback, LRFinder
+from .callbacks import CALLBACK_ORDER, Callback, LRFinder
 
 __all__ = ["NaNGuard", "NonFiniteLossError"]
 
@@ -36,7 +36,7 @@ class NonFiniteLossError(RuntimeError):
 
 class NaNGuard(Callback):
     """Stop training on a NaN/inf loss, with the weights as they were before the step that caused it."""
-    order = -5  # its before_step must copy the weights before anyone (MixedPrecision) takes the step
+    order = CALLBACK_ORDER["NaNGuard"]
 
     def before_fit(self):
         model = self.learn.model
@@ -77,7 +77,7 @@ class NaNGuard(Callback):
             self.batch += 1
 
     def after_validate(self):
-        loss_sum = self.learn.valid_sums[1]
+        loss_sum = self.learn.valid_sums.loss
         if math.isfinite(loss_sum) or getattr(self, "warned", False):
             return
         in_fit = getattr(self, "in_fit", False)

@@ -6,7 +6,6 @@ The loop in `fit` is fixed; schedules, recording, progress and mixed precision a
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import gc
@@ -15,12 +14,13 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from .amp import MixedPrecision, choose_precision
+from .amp import MixedPrecision, PrecisionChoice, choose_precision
 from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder, unfreeze_slice
 from .config import announce_smoke, smoke_batches
 from .data_block import DataBunch
@@ -59,8 +59,52 @@ def lr_range(lr: float | slice, n_groups: int) -> list[float]:
     return [lr.start * ratio ** i for i in range(n_groups)]
 
 
+@dataclass
+class ValidSums:
+    """What one validation pass adds up: the items seen, and the loss and each metric times the items of each
+    batch (so the averages are weighted by batch size). Distributed training adds the processes' sums together."""
+    items: float = 0.0
+    loss: float = 0.0
+    metrics: list[float] = field(default_factory=list)
+
+    def as_list(self) -> list[float]:
+        """[items, loss, *metrics]: the form a collective sum (`all_sum`) takes."""
+        return [self.items, self.loss, *self.metrics]
+
+    @classmethod
+    def from_list(cls, values: Sequence[float]) -> "ValidSums":
+        """The inverse of `as_list`."""
+        items, loss, *metrics = values
+        return cls(float(items), float(loss), [float(m) for m in metrics])
+
+
 class Learner:
-    """Trains `model` on `data`; the loss defaults to the one the data's label type calls for."""
+    """Trains `model` on `data`; the loss defaults to the one the data's label type calls for.
+
+    The training loop's state, which callbacks read (and a few write), is declared here; each line says who
+    writes it. Everything is set in `__init__`, so every attribute exists before the first fit."""
+    # --- set by the loop itself (`fit`, `_one_batch`, `_evaluate`) ---------------------------------------
+    training: bool                 # True during a training batch, False in validation and prediction
+    n_epochs: int                  # the running (or last) fit's epochs
+    epoch: int                     # the running epoch, from 0
+    xb: torch.Tensor | None        # the current batch's inputs ...
+    yb: torch.Tensor | None        # ... and targets
+    pred: torch.Tensor | None      # the model's output for xb (float32)
+    loss: torch.Tensor | None      # loss_func(pred, yb); DistributedTraining.after_batch replaces it by the
+                                   # mean over the processes (what the Recorder records)
+    loss_to_backward: torch.Tensor | None  # the loss the backward pass uses: RNNRegularizer adds AR/TAR to
+                                   # it, then MixedPrecision scales it (in that order, see CALLBACK_ORDER)
+    valid_sums: ValidSums          # the last validation's sums; DistributedTraining.after_validate adds up
+                                   # the processes' shares
+    epoch_result: dict | None      # the last epoch's validation results (what the progress table shows)
+    fit_callbacks: list            # the running (or last) fit's callbacks, in event order
+    # --- set by callbacks -------------------------------------------------------------------------------
+    amp_dtype: torch.dtype | None  # MixedPrecision, during a fit: the autocast dtype `forward` uses
+    skipped_steps: int             # MixedPrecision: fp16 steps the loss scaler skipped (overflowed gradients)
+    # --- set by the learner's methods -------------------------------------------------------------------
+    opt: torch.optim.Optimizer     # create_opt (again after freeze/unfreeze and when joining processes)
+    dist: DistributedTraining | None  # to_distributed (automatic under torchrun)
+    precision: PrecisionChoice | None  # to_fp16 / to_bf16: what was chosen and why
 
     def __init__(self, data: DataBunch, model: nn.Module, loss_func: Callable | None = None, metrics=None,
                  wd: float = 1e-2, train_bn: bool = True, path: str | Path | None = None, model_dir: str = "models",
@@ -80,7 +124,9 @@ class Learner:
             cb.learn = self
         self.amp_dtype, self.training, self.skipped_steps = None, False, 0
         self.precision, self._precision_said = None, None
-        self._fitting = False
+        self.n_epochs, self.epoch = 0, 0
+        self.xb = self.yb = self.pred = self.loss = self.loss_to_backward = None
+        self.valid_sums, self.epoch_result, self.fit_callbacks = ValidSums(), None, []
         self.create_opt()
         self.dist: DistributedTraining | None = None
         if launched_by_torchrun():  # one of several processes: train as one of them
@@ -160,11 +206,6 @@ class Learner:
         """Train every layer group."""
         self.freeze_to(0)
 
-    @property
-    def fit_callbacks(self) -> list:
-        """The callbacks of the running (or last) `fit`: the learner's own and that fit's extra ones, in event order."""
-        return getattr(self, "_cbs", [])  # none before the first fit
-
     # --- the training loop ---------------------------------------------------------------------
     def fit(self, epochs: int, lr: float | slice = DEFAULT_LR, wd: float | None = None, callbacks: Sequence = (),
             progress: bool = True) -> None:
@@ -177,20 +218,19 @@ class Learner:
         extra = [*callbacks, ProgressTable()] if progress else list(callbacks)
         for cb in extra:
             cb.learn = self
-        self._cbs = sorted(self.callbacks + extra, key=lambda c: c.order)
+        cbs = self.fit_callbacks = sorted(self.callbacks + extra, key=lambda c: c.order)
         if smoke_batches():
             epochs = min(epochs, 1)  # COURSE_SMOKE: one epoch per call (and a couple of batches, see _batches)
         self.n_epochs, self.epoch = epochs, 0
-        self._fitting = True
         try:
-            self._event("before_fit")
+            self._event("before_fit", cbs)
             for self.epoch in range(epochs):
-                self._event("before_epoch")
-                self._train_epoch()
-                if self._event("before_validate"):
+                self._event("before_epoch", cbs)
+                self._train_epoch(cbs)
+                if self._event("before_validate", cbs):
                     continue  # a callback (the LR finder) asked to skip validation and the epoch's results
-                self.epoch_result = self.validate()
-                self._event("after_epoch")
+                self.epoch_result = self._validate(cbs)
+                self._event("after_epoch", cbs)
         except CancelFit:
             pass
         except KeyboardInterrupt:
@@ -200,8 +240,7 @@ class Learner:
             raise
         finally:
             self.training = False
-            self._event("after_fit")
-            self._fitting = False
+            self._event("after_fit", cbs)
 
     def fit_one_cycle(self, cyc_len: int, max_lr: float | slice = DEFAULT_LR, moms=(0.95, 0.85),
                       div_factor: float = 25.0, pct_start: float = 0.3, final_div: float | None = None,
@@ -228,19 +267,26 @@ class Learner:
             self.opt.load_state_dict(opt_state)
         print("LR Finder is complete, type learn.recorder.plot() to see the graph.")
 
-    def _event(self, name: str) -> bool:
+    @staticmethod
+    def _event(name: str, cbs: Sequence) -> bool:
+        """Call the event `name` on each callback of `cbs` that has it, in order; True if any returned True."""
         handled = False
-        for cb in self._cbs:
+        for cb in cbs:
             method = getattr(cb, name, None)
             if method is not None:
                 handled = bool(method()) or handled
         return handled
 
-    def _train_epoch(self) -> None:
+    def _own_callbacks(self) -> list:
+        """The learner's own callbacks in event order: what evaluation outside a fit runs (not the LR finder or
+        schedule of the last fit)."""
+        return sorted(self.callbacks, key=lambda c: c.order)
+
+    def _train_epoch(self, cbs: Sequence) -> None:
         self.training = True
         self.model.train()
         for self.xb, self.yb in self._batches(self.data.train_dl):
-            self._one_batch()
+            self._one_batch(cbs)
 
     @staticmethod
     def _batches(dl):
@@ -259,73 +305,64 @@ class Learner:
                             enabled=self.amp_dtype is not None):
             return model(xb).float()
 
-    def _one_batch(self) -> None:
-        self._event("before_batch")
+    def _one_batch(self, cbs: Sequence) -> None:
+        self._event("before_batch", cbs)
         self.pred = self.forward(self.xb)
         self.loss = self.loss_func(self.pred, self.yb)
-        self._event("after_loss")
+        self._event("after_loss", cbs)
         if self.training:
             self.loss_to_backward = self.loss
-            self._event("before_backward")
+            self._event("before_backward", cbs)
             self.loss_to_backward.backward()
-            if not self._event("before_step"):
+            if not self._event("before_step", cbs):
                 self.opt.step()
-            self._event("after_step")
+            self._event("after_step", cbs)
             self.opt.zero_grad(set_to_none=True)
-        self._event("after_batch")
+        self._event("after_batch", cbs)
 
-    def _evaluate(self, dl, score: bool = True, keep: bool = False):
+    def _evaluate(self, dl, cbs: Sequence, score: bool = True, keep: bool = False):
         """The one loop over a loader without training, behind `validate`, `get_preds` and `TTA`. Each batch
-        fires before_batch, after_loss (when `score`) and after_batch with `learn.training` False, so callbacks
-        see validation too (call it inside `_eval_callbacks`). Returns the sums (items, loss x items, metric x
-        items, ...) and, with `keep`, the raw outputs and targets on the CPU."""
+        fires before_batch, after_loss (when `score`) and after_batch on `cbs` with `learn.training` False, so
+        callbacks see validation too. Returns the `ValidSums` (empty unless `score`) and, with `keep`, the raw
+        outputs and targets on the CPU."""
         self.model.eval()
         self.training = False
-        sums = [0.0] * (2 + len(self.metric_fns)) if score else []
+        sums = ValidSums(metrics=[0.0] * len(self.metric_fns))
         preds, targs = [], []
         with torch.no_grad():
             for self.xb, self.yb in self._batches(dl):
-                self._event("before_batch")
+                self._event("before_batch", cbs)
                 self.pred = self.forward(self.xb)
                 if score:
                     self.loss = self.loss_func(self.pred, self.yb)
-                    self._event("after_loss")
+                    self._event("after_loss", cbs)
                     n = len(self.xb)
-                    sums[0] += n
-                    sums[1] += self.loss.item() * n
-                    for i, m in enumerate(self.metric_fns, start=2):
-                        sums[i] += float(m(self.pred, self.yb)) * n
+                    sums.items += n
+                    sums.loss += self.loss.item() * n
+                    for i, m in enumerate(self.metric_fns):
+                        sums.metrics[i] += float(m(self.pred, self.yb)) * n
                 if keep:
                     preds.append(self.pred.cpu())
                     targs.append(self.yb.cpu())
-                self._event("after_batch")
+                self._event("after_batch", cbs)
         return sums, preds, targs
-
-    @contextlib.contextmanager
-    def _eval_callbacks(self):
-        """Inside `fit`, evaluation events go to that fit's callbacks; outside, to the learner's own (not the
-        LR finder or schedule of the last fit)."""
-        if self._fitting:
-            yield
-            return
-        last_fit = self.fit_callbacks
-        self._cbs = sorted(self.callbacks, key=lambda c: c.order)
-        try:
-            yield
-        finally:
-            self._cbs = last_fit
 
     def validate(self) -> dict:
         """Validation loss and metrics of the current model, each averaged over the items (batch-size weighted);
-        `train_loss` is the last smoothed training loss. After the loop, the `after_validate` event may change
-        `learn.valid_sums` (distributed training adds up the processes' shares there)."""
-        with self._eval_callbacks():
-            self.valid_sums, _, _ = self._evaluate(self.data.valid_dl)
-            self._event("after_validate")
-        total, loss_sum, *metric_sums = self.valid_sums
+        `train_loss` is the last smoothed training loss."""
+        return self._validate(self._own_callbacks())
+
+    def _validate(self, cbs: Sequence) -> dict:
+        """`validate` with the callbacks `cbs` (a fit's, or the learner's own). After the loop, the
+        `after_validate` event may change `learn.valid_sums` (distributed training adds up the processes'
+        shares there)."""
+        self.valid_sums, _, _ = self._evaluate(self.data.valid_dl, cbs)
+        self._event("after_validate", cbs)
+        sums = self.valid_sums
+        total = sums.items
         result = {"train_loss": self.recorder.smooth_losses[-1] if self.recorder.smooth_losses else None,
-                  "valid_loss": loss_sum / total if total else None}
-        for m, s in zip(self.metric_fns, metric_sums):
+                  "valid_loss": sums.loss / total if total else None}
+        for m, s in zip(self.metric_fns, sums.metrics):
             result[m.name] = s / total if total else None
         return result
 
@@ -389,8 +426,7 @@ class Learner:
         """(predictions, targets) for a whole set, in the set's order; `activ` applies softmax/sigmoid. `dl`: any
         other loader instead, e.g. `learn.data.items_dl(paths)` for new items."""
         dl = dl if dl is not None else self.data.ordered_dl(ds_type)
-        with self._eval_callbacks():
-            _, preds, targs = self._evaluate(dl, score=False, keep=True)
+        _, preds, targs = self._evaluate(dl, self._own_callbacks(), score=False, keep=True)
         preds = torch.cat(preds)
         return (self.data.train_ds.y.activation(preds) if activ else preds), torch.cat(targs)
 

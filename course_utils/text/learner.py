@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..callbacks import Callback
+from ..callbacks import CALLBACK_ORDER, Callback
 from ..learner import Learner
 from ..metrics import accuracy
 from ..persist import atomic_save, load_weights, safe_load
@@ -26,7 +26,7 @@ class RNNRegularizer(Callback):
     """Resets the recurrent state at each epoch and before validation, and adds activation regularisation
     (AR, alpha * mean(h^2): keep activations small) and temporal AR (TAR, beta * mean((h_t - h_{t-1})^2):
     keep them smooth over time) of the last LSTM's output to the loss that is backpropagated."""
-    order = 3  # before mixed precision scales the loss
+    order = CALLBACK_ORDER["RNNRegularizer"]
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0):
         self.alpha, self.beta = alpha, beta
