@@ -447,16 +447,23 @@ class Learner:
         self.data.train_ds.x.show_results(self.data.denorm(xb).cpu(), yb.cpu(), preds, self.data.train_ds.y,
                                           rows=rows, **kwargs)
 
-    def predict(self, item, **kwargs):
+    def predict(self, item, run: Callable[[torch.Tensor], torch.Tensor] | None = None, **kwargs):
         """Predict one item (an image path or PIL image): (decoded label, target-like tensor, probabilities).
 
         For multi-label data, `thresh=` sets the probability above which a tag is predicted. For points, the
-        decoded label is the (row, col) pixels on the original image (see `PointsLabelList.predict_result`)."""
+        decoded label is the (row, col) pixels on the original image (see `PointsLabelList.predict_result`).
+        `run` computes the model's output for the item's batch of one instead of this call (the web app passes
+        its batcher, which runs `eval_forward` on many requests' items at once)."""
         xb = self.data.one_item(item)
+        out = run(xb) if run is not None else self.eval_forward(xb)
+        probs = self.data.train_ds.y.activation(out.cpu())[0]
+        return self.data.train_ds.y.predict_result(probs, **self.data.item_context(item), **kwargs)
+
+    def eval_forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """The model's output for a batch in evaluation mode, without gradients (as predictions are made)."""
         self.model.eval()
         with torch.no_grad():
-            probs = self.data.train_ds.y.activation(self.forward(xb).cpu())[0]
-        return self.data.train_ds.y.predict_result(probs, **self.data.item_context(item), **kwargs)
+            return self.forward(xb)
 
     # --- persistence ------------------------------------------------------------------------------
     def save(self, name: str, with_opt: bool = True) -> Path:
