@@ -228,6 +228,114 @@ def test_a_missing_or_broken_annotation_file_says_so(tmp_path):
         get_annotations(tmp_path / "x.json")
 
 
+def _coco_doc(tmp_path, images=None, annotations=None, categories=None, name="train.json"):
+    """A COCO file from its three lists (the defaults: two images, one chair on a.jpg)."""
+    doc = {"images": images if images is not None else [{"id": 1, "file_name": "a.jpg"},
+                                                        {"id": 2, "file_name": "b.jpg"}],
+           "annotations": annotations if annotations is not None else [
+               {"id": 1, "image_id": 1, "category_id": 62, "bbox": [2, 3, 12, 10]}],
+           "categories": categories if categories is not None else [{"id": 62, "name": "chair"}]}
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _ann(**kw):
+    return {"id": 5, "image_id": 1, "category_id": 62, "bbox": [2, 3, 12, 10], **kw}
+
+
+@pytest.mark.parametrize("bbox, match", [
+    ([-50, -50, 10, 10], r"Annotation 5 .*\[-50, -50, 10, 10\].*entirely outside the 64x48 image"),  # above-left
+    ([1e308, 1, 1e308, 5], r"Annotation 5 .*four finite numbers"),  # x + width overflows to inf
+    ([1e6, 5, 10, 10], r"Annotation 5 .*entirely outside the 64x48 image a.jpg"),  # right of a 64-wide image
+])
+def test_a_box_outside_its_image_or_overflowing_is_refused_naming_the_annotation(tmp_path, bbox, match):
+    images = [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}]
+    with pytest.raises(ValueError, match=match):
+        get_annotations(_coco_doc(tmp_path, images=images, annotations=[_ann(bbox=bbox)]))
+
+
+def test_a_box_partly_outside_its_image_is_kept(tmp_path):
+    """COCO boxes may reach a little past the edge; the transforms clip them."""
+    images, labels = get_annotations(_coco_doc(tmp_path, annotations=[_ann(bbox=[-5, -5, 10, 10])]))
+    assert labels[0] == ([[-5.0, -5.0, 5.0, 5.0]], ["chair"])
+
+
+def test_a_box_outside_its_image_is_named_by_the_databunch_check(tmp_path):
+    """Without sizes in the file, the check before training finds the box that would vanish from view."""
+    for split in ("train", "valid"):
+        (tmp_path / split).mkdir()
+        for i in range(2):
+            Image.new("RGB", (32, 24)).save(tmp_path / split / f"{i}.png")
+    far = {"train/1.png": ([[5, 1e6, 15, 1e6 + 10]], ["chair"])}
+    src = (ObjectItemList.from_folder(tmp_path).split_by_folder()
+           .label_from_func(lambda p: far.get(f"{p.parent.name}/{p.name}", ([[2, 2, 10, 10]], ["chair"]))))
+    with pytest.raises(ValueError, match=r"(?s)1 of 4 items cannot be used.*box .* of .*1.png lies entirely outside "
+                                         r"the image \(32x24"):
+        src.transform(None, size=16, tfm_y=True).databunch(bs=2, num_workers=0)
+
+
+@pytest.mark.parametrize("section, entries, match", [
+    ("images", [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "c.jpg"}],
+     r"Entry 1 of 'images' .*repeats the id 1 \(already used by the image 'a.jpg'\)"),
+    ("annotations", [_ann(), _ann()], r"Entry 1 of 'annotations' .*repeats the id 5 \(already used by entry 0\)"),
+    ("categories", [{"id": 62, "name": "chair"}, {"id": 62, "name": "sofa"}],
+     r"Entry 1 of 'categories' .*repeats the id 62 \(already used by the category 'chair'\)"),
+    ("images", [{"id": [1], "file_name": "a.jpg"}], r"Entry 0 of 'images' .*has id \[1\]; an id is a whole number"),
+    ("annotations", [_ann(image_id=[1])], r"Annotation 5 .*has image_id \[1\]; it must be the id"),
+])
+def test_repeated_or_malformed_ids_are_refused_naming_the_entry(tmp_path, section, entries, match):
+    """Two images with one id would silently give one image's boxes to the other."""
+    with pytest.raises(ValueError, match=match):
+        get_annotations(_coco_doc(tmp_path, **{section: entries}))
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/shadow", "C:\\\\x.jpg", "sub/../../x.jpg"])
+def test_a_file_name_outside_the_image_folder_is_refused(tmp_path, name):
+    images = [{"id": 1, "file_name": name}]
+    with pytest.raises(ValueError, match=r"Image 1 \(entry 0 of 'images'\) .*points outside the image folder"):
+        get_annotations(_coco_doc(tmp_path, images=images))
+    images = [{"id": 1, "file_name": "sub/a.jpg"}]  # a sub-folder is fine
+    assert get_annotations(_coco_doc(tmp_path, images=images))[0] == ["sub/a.jpg"]
+
+
+def test_an_id_written_as_text_is_named_with_its_type(tmp_path):
+    with pytest.raises(ValueError, match=r"refers to image_id '1', which is not in 'images' \('1' is text; the id "
+                                         r"there is the number 1"):
+        get_annotations(_coco_doc(tmp_path, annotations=[_ann(image_id="1")]))
+
+
+def test_a_category_without_a_name_is_refused(tmp_path):
+    for name in (None, "", True):
+        with pytest.raises(ValueError, match=r"Category 62 \(entry 0 of 'categories'\) .*every category needs a name"):
+            get_annotations(_coco_doc(tmp_path, categories=[{"id": 62, "name": name}]))
+
+
+def test_annotations_without_an_id_are_read_and_named_by_their_place(tmp_path):
+    anns = [{"image_id": 1, "category_id": 62, "bbox": [2, 3, 12, 10]}, {"image_id": 1, "category_id": 62,
+                                                                         "bbox": [1, 1, 0, 5]}]
+    with pytest.raises(ValueError, match=r"Annotation at entry 1 of 'annotations' in .*bbox \[1, 1, 0, 5\]"):
+        get_annotations(_coco_doc(tmp_path, annotations=anns))
+    images, labels = get_annotations(_coco_doc(tmp_path, annotations=anns[:1] * 2))
+    assert labels[0] == ([[3.0, 2.0, 13.0, 14.0]] * 2, ["chair", "chair"])
+
+
+def test_byte_order_mark_latin1_and_deep_nesting_files(tmp_path):
+    """A BOM is read; text that is not UTF-8 and absurd nesting are refused naming the file, not raw errors."""
+    good = _coco_doc(tmp_path)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
+    assert get_annotations(bom)[0] == ["a.jpg", "b.jpg"]
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(good.read_bytes().replace(b"a.jpg", "caf\u00e9.jpg".encode("latin-1")))
+    with pytest.raises(ValueError, match=r"latin.json is not UTF-8 text \(line 1: byte 0xe9\)"):
+        get_annotations(latin)
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"info": ' + "[" * 100_000 + "]" * 100_000 + ', "images": []}')
+    with pytest.raises(ValueError, match="deep.json is nested too deeply"):
+        get_annotations(deep)
+
+
 # --- the bundled tiny datasets --------------------------------------------------------------------------------
 def test_coco_tiny_is_in_coco_format_with_the_lessons_category_ids():
     coco = get_dataset("coco_tiny", "tiny")

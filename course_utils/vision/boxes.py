@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 import warnings
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,14 +45,27 @@ def get_annotations(json_path: str | Path, prefix: str = "") -> tuple[list[str],
 
     Boxes are [top, left, bottom, right] in pixels (COCO's [x, y, w, h] -> [y, x, y + h, x + w]); class names come
     from `categories` (their ids may have gaps). Every image is listed, those without annotations with no boxes.
-    A malformed annotation raises an error naming its id, before anything is used."""
+    Ids must be unique, file names relative paths inside the image folder, and a box must lie (at least partly)
+    inside its image when the image's `width` and `height` are given. A malformed entry raises an error naming
+    it (by its id, or by its place in the list when it has none), before anything is used."""
     path = Path(json_path)
     data = _read_json(path)
-    names = {c["id"]: str(c["name"]) for c in _section(data, "categories", path)}
-    images = {o["id"]: prefix + str(o["file_name"]) for o in _section(data, "images", path)}
+    names = {}
+    for k, c in enumerate(_section(data, "categories", path)):
+        cid = _unique_id(c["id"], k, "categories", names, path, lambda v: f"the category {names[v]!r}")
+        names[cid] = _category_name(c, k, path)
+    images, sizes = {}, {}
+    for k, o in enumerate(_section(data, "images", path)):
+        iid = _unique_id(o["id"], k, "images", images, path, lambda v: f"the image {images[v]!r}")
+        images[iid] = prefix + _file_name(o, k, path)
+        sizes[iid] = _image_size(o)
     labels = {i: ([], []) for i in images}
-    for a in _section(data, "annotations", path):
-        image_id, box, name = _parse_annotation(a, images, names, path)
+    seen = {}
+    for k, a in enumerate(_section(data, "annotations", path)):
+        if "id" in a:
+            _unique_id(a["id"], k, "annotations", seen, path, lambda v: f"entry {seen[v]}")
+            seen[a["id"]] = k
+        image_id, box, name = _parse_annotation(a, k, images, names, sizes, path)
         labels[image_id][0].append(box)
         labels[image_id][1].append(name)
     return list(images.values()), [labels[i] for i in images]
@@ -59,15 +74,25 @@ def get_annotations(json_path: str | Path, prefix: str = "") -> tuple[list[str],
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"Annotation file {path} not found (COCO_TINY's is train.json, next to train/).")
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_text())
+        text = raw.decode("utf-8-sig")  # a byte order mark (Windows editors write one) is not part of the JSON
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not UTF-8 text (line {line}: byte 0x{raw[e.start]:02x}); JSON must be UTF-8. "
+                         "Re-save it as UTF-8 (iconv -f latin1 -t utf-8 in.json > out.json).") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); is the download complete?") from e
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to read (a COCO file is a few levels deep): "
+                         "it is not a COCO annotation file, or it is damaged.") from None
 
 
 def _section(data: dict, key: str, path: Path) -> list:
     """One of COCO's lists, each entry checked for the keys we read."""
-    need = {"images": ("id", "file_name"), "annotations": ("id", "image_id", "category_id", "bbox"),
+    need = {"images": ("id", "file_name"), "annotations": ("image_id", "category_id", "bbox"),
             "categories": ("id", "name")}[key]
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise ValueError(f"{path} has no {key!r} list; a COCO annotation file has 'images', 'annotations' "
@@ -79,21 +104,85 @@ def _section(data: dict, key: str, path: Path) -> list:
     return data[key]
 
 
-def _parse_annotation(a: dict, images: dict, names: dict, path: Path) -> tuple[object, list[float], str]:
-    """(image id, [top, left, bottom, right], class name) of one COCO annotation, or an error naming its id."""
-    where = f"Annotation {a['id']} in {path}"
-    if a["image_id"] not in images:
-        raise ValueError(f"{where} refers to image_id {a['image_id']}, which is not in 'images'.")
-    if a["category_id"] not in names:
-        raise ValueError(f"{where} has category_id {a['category_id']}, which is not in 'categories' "
-                         f"(known ids: {sorted(names)}).")
+def _is_id(v) -> bool:
+    """COCO ids are numbers (or, in some exports, text): anything else cannot name an entry."""
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _unique_id(v, k: int, key: str, seen: dict, path: Path, owner: Callable[[object], str]) -> object:
+    """The id `v` of entry k of `key`, refused (naming the entry) if it is not a number or text, or if it repeats
+    one in `seen` (`owner(v)` names the entry that has it)."""
+    if not _is_id(v):
+        raise ValueError(f"Entry {k} of {key!r} in {path} has id {str(v)[:60]}; an id is a whole number. "
+                         "Fix that entry.")
+    if v in seen:
+        raise ValueError(f"Entry {k} of {key!r} in {path} repeats the id {v!r} (already used by {owner(v)}); "
+                         "ids must be unique, or annotations go to the wrong entry. Give it its own id.")
+    return v
+
+
+def _category_name(c: dict, k: int, path: Path) -> str:
+    name = c["name"]
+    if isinstance(name, bool) or not isinstance(name, (str, int, float)) or not str(name).strip():
+        raise ValueError(f"Category {c['id']!r} (entry {k} of 'categories') in {path} has the name {name!r}; "
+                         "every category needs a name (text), e.g. \"chair\". Fix that entry.")
+    return unicodedata.normalize("NFC", str(name).strip())
+
+
+def _file_name(o: dict, k: int, path: Path) -> str:
+    """An image's file name, refused unless it is a relative path that stays inside the image folder."""
+    name = o["file_name"]
+    where = f"Image {o['id']!r} (entry {k} of 'images') in {path}"
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where} has the file_name {str(name)[:60]!r}; it must be the image's file name (text).")
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or PureWindowsPath(name).drive:
+        raise ValueError(f"{where} has the file_name {name!r}, which points outside the image folder; a COCO "
+                         "file_name is relative to the folder of the images, e.g. '000012.jpg'. Fix that entry.")
+    return name
+
+
+def _image_size(o: dict) -> tuple[float, float] | None:
+    """(height, width) when the image entry gives both as positive numbers (COCO does), else None."""
+    h, w = o.get("height"), o.get("width")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in (h, w))
+    return (float(h), float(w)) if ok else None
+
+
+def _parse_annotation(a: dict, k: int, images: dict, names: dict, sizes: dict, path: Path
+                      ) -> tuple[object, list[float], str]:
+    """(image id, [top, left, bottom, right], class name) of the k-th COCO annotation, or an error naming it (by
+    its id, or by its place in the list if it has none)."""
+    where = (f"Annotation {a['id']} in {path}" if "id" in a and _is_id(a["id"])
+             else f"Annotation at entry {k} of 'annotations' in {path}")
+    for key, known in (("image_id", images), ("category_id", names)):
+        v = a[key]
+        if not _is_id(v):
+            raise ValueError(f"{where} has {key} {str(v)[:60]}; it must be the id (a whole number) of an entry of "
+                             f"{'images' if key == 'image_id' else 'categories'}. Fix that annotation.")
+        if v not in known:
+            typed = [i for i in known if str(i) == str(v)]
+            hint = (f" ({v!r} is text; the id there is the number {typed[0]}: write it without quotes)" if typed
+                    else "")
+            if key == "image_id":
+                raise ValueError(f"{where} refers to image_id {v!r}, which is not in 'images'{hint}.")
+            raise ValueError(f"{where} has category_id {v!r}, which is not in 'categories' "
+                             f"(known ids: {sorted(names, key=lambda i: (isinstance(i, str), i))}){hint}.")
     bbox = a["bbox"]
     ok = isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
-    if not ok or bbox[2] <= 0 or bbox[3] <= 0:
+    if ok:
+        x, y, w, h = (float(v) for v in bbox)
+        ok = w > 0 and h > 0 and math.isfinite(x + w) and math.isfinite(y + h)
+    if not ok:
         raise ValueError(f"{where} has bbox {bbox!r}; COCO boxes are [x, y, width, height]: four finite numbers, "
                          "width and height above 0. Fix or remove that annotation.")
-    x, y, w, h = (float(v) for v in bbox)
+    size = sizes[a["image_id"]]
+    outside = x + w <= 0 or y + h <= 0 or (size is not None and (y >= size[0] or x >= size[1]))
+    if outside:
+        frame = f"the {size[1]:g}x{size[0]:g} image" if size is not None else "the image (it ends left of or above it)"
+        raise ValueError(f"{where} has bbox {bbox!r} ([x, y, width, height]), which lies entirely outside {frame} "
+                         f"{images[a['image_id']]}. Fix or remove that annotation.")
     return a["image_id"], [y, x, y + h, x + w], names[a["category_id"]]
 
 
@@ -183,10 +272,20 @@ class ObjectCategoryList(TargetList):
         return boxes.clone(), ids.clone()
 
     def check_target(self, img, y, tfm_y: bool) -> None:
-        """Boxes must move with their image."""
+        """Boxes must move with their image, and each must lie at least partly inside it (one wholly outside
+        would be dropped without a word: its labels are wrong, or belong to another image)."""
         if not tfm_y:
             raise ValueError("Bounding boxes must move with their image: pass tfm_y=True to transform(), e.g. "
                              ".transform(get_transforms(), tfm_y=True).")
+        boxes, ids = y
+        if len(boxes):
+            h, w = img.height, img.width
+            out = (boxes[:, 0] >= h) | (boxes[:, 1] >= w) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+            if out.any():
+                k = int(out.nonzero()[0, 0])
+                raise ValueError(f"The box {boxes[k].tolist()} ({self.classes[int(ids[k])]}) of "
+                                 f"{getattr(img, 'filename', 'an image')} lies entirely outside the image ({w}x{h} "
+                                 "pixels; a box is [top, left, bottom, right]); fix or remove that box.")
 
     def transform_target(self, y, plan: TransformPlan):
         """Move the boxes with the image (`move_boxes`): [-1, 1] coordinates, boxes out of view dropped."""
