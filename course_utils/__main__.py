@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .config import course_mirror
+from .distributed import rank_prefix
 from .download import (
     DATASETS,
     DatasetError,
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (DatasetError, KaggleError, ValueError, OSError, KeyError) as e:  # OSError: e.g. a full disk, named
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{rank_prefix()}error: {e}", file=sys.stderr)  # under torchrun: which process, which machine
         return 1
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to resume.", file=sys.stderr)

@@ -25,7 +25,9 @@ under torchrun; see the README's "Training on several GPUs".
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -40,7 +42,7 @@ from .callbacks import CALLBACK_ORDER, Callback, ProgressTable
 from .config import dist_timeout
 
 __all__ = ["DistributedTraining", "ShardSampler", "launched_by_torchrun", "init_process_group",
-           "DEFAULT_TIMEOUT"]
+           "rank_prefix", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 600.0  # seconds; torch's own default for NCCL. Override with $COURSE_DIST_TIMEOUT.
 
@@ -50,12 +52,47 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def rank_prefix() -> str:
+    """`[rank1 on host]: ` in a process torchrun started (its messages then say which process and machine they
+    come from), else the empty string."""
+    if not launched_by_torchrun():
+        return ""
+    return f"[rank{os.environ['RANK']} on {socket.gethostname()}]: "
+
+
 def _timeout(timeout: float | None) -> timedelta:
     if timeout is None:
         timeout = dist_timeout(DEFAULT_TIMEOUT)
-    if timeout <= 0:
-        raise ValueError(f"The process group timeout must be positive, not {timeout} s.")
+        if not timeout > 0:  # also NaN
+            raise ValueError(f"COURSE_DIST_TIMEOUT must be a positive number of seconds, not {timeout:g}: it is "
+                             "how long a process waits for the others before giving up (default "
+                             f"{DEFAULT_TIMEOUT:g}).")
+    elif not timeout > 0:
+        raise ValueError(f"to_distributed(timeout=...) must be a positive number of seconds, not {timeout!r}.")
     return timedelta(seconds=timeout)
+
+
+def _is_timeout(error: BaseException) -> bool:
+    """Whether `error` is a collective operation that gave up waiting for the other processes."""
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("timed out" in text or "timeout" in text)
+
+
+def _install_timeout_hook(seconds: float) -> None:
+    """Print a collective's timeout as one line naming COURSE_DIST_TIMEOUT, instead of a gloo/NCCL traceback;
+    every other uncaught error goes to the hook in place before (torch's, which prefixes `[rankN]:`)."""
+    previous = sys.excepthook
+
+    def hook(kind, error, tb):
+        if not _is_timeout(error):
+            return previous(kind, error, tb)
+        print(f"{rank_prefix()}error: another process stopped answering: this one waited {seconds:g} s for it "
+              f"(COURSE_DIST_TIMEOUT={seconds:g}) and gave up. Look above for the other process's own error; if "
+              "none, it hung or its machine is out of memory or unreachable. If it is only slow, raise "
+              f"COURSE_DIST_TIMEOUT. ({type(error).__name__}: {str(error).splitlines()[0][:200]})",
+              file=sys.stderr, flush=True)
+
+    sys.excepthook = hook
 
 
 def init_process_group(device_type: str, timeout: float | None = None) -> torch.device:
@@ -80,8 +117,9 @@ def init_process_group(device_type: str, timeout: float | None = None) -> torch.
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if not dist.is_initialized():  # device_id binds NCCL to this process's GPU at once (no guessing at barriers)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=_timeout(timeout),
-                                device_id=device if cuda else None)
+        limit = _timeout(timeout)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=limit, device_id=device if cuda else None)
+        _install_timeout_hook(limit.total_seconds())
         atexit.register(_leave)
     return device
 
@@ -132,6 +170,7 @@ class DistributedTraining(Callback):
         self.seed = int(self.share(torch.randint(0, 2**31 - 1, ()).item()))  # rank 0's draw: seeded runs repeat
         if self.rank != 0:  # one progress table, one set of messages; errors and warnings (stderr) stay
             sys.stdout = open(os.devnull, "w")
+        self.check_same_data()
         self.shard_data()
 
     @property
@@ -140,6 +179,16 @@ class DistributedTraining(Callback):
         return self.rank == 0
 
     # --- data ------------------------------------------------------------------------------------
+    def check_same_data(self) -> None:
+        """Refuse, on every process at once, data that differs between processes (another folder or CSV on
+        one machine): each would deal out its own items, and the first batch would end in a collective mismatch."""
+        mine = _data_fingerprint(self.learn.data)
+        every: list = [None] * self.world_size
+        dist.all_gather_object(every, mine)
+        message = _data_mismatch(every)
+        if message:
+            raise ValueError(message)
+
     def shard_data(self) -> None:
         """Give this process its share of the training and validation sets (again after `learn.data = ...`)."""
         data = self.learn.data
@@ -261,6 +310,33 @@ def _check_supported(data, sync_bn: bool) -> None:
     if sync_bn and data.device.type != "cuda":
         raise ValueError("sync_bn=True needs GPUs: torch synchronises BatchNorm statistics only between CUDA "
                          "devices. Leave it off on CPU processes.")
+
+
+def _data_fingerprint(data) -> dict:
+    """The training and validation sets' sizes, and a hash of their items' names, in order."""
+    out = {}
+    for kind in ("train", "valid"):
+        ds = getattr(data, f"{kind}_ds")
+        names = "\n".join(os.path.basename(os.fspath(o)) if isinstance(o, (str, os.PathLike)) else repr(o)
+                          for o in (getattr(ds, "items", None) or []))
+        out[kind] = (len(ds), hashlib.sha256(names.encode("utf-8", "surrogatepass")).hexdigest())
+    return out
+
+
+def _data_mismatch(every: list[dict]) -> str | None:
+    """What differs between rank 0's data and another rank's (one line), or None if every rank has the same."""
+    words = {"train": "training", "valid": "validation"}
+    for rank, theirs in enumerate(every[1:], start=1):
+        for kind, word in words.items():
+            (n0, h0), (n, h) = every[0][kind], theirs[kind]
+            if n != n0:
+                return (f"rank {rank} sees {n} {word} items, rank 0 sees {n0}: every rank must see the same data "
+                        "(same folder, same CSV, same split) on every machine.")
+            if h != h0:
+                return (f"rank {rank} sees other {word} items than rank 0 (both have {n}, with other file names or "
+                        "in another order): every rank must see the same data (same folder, same CSV, same split "
+                        "and seed) on every machine.")
+    return None
 
 
 def _local_world_size() -> int:

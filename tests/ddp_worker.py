@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--bs", type=int, required=True, help="per process")
     parser.add_argument("--misbehave", choices=["raise", "hang"])
     parser.add_argument("--bad-rank", type=int, default=1)
+    parser.add_argument("--other-split", action="store_true", help="the bad rank holds out half, not 30%%")
     parser.add_argument("--fp16", action="store_true", help="mixed precision (bf16 on a CPU)")
     parser.add_argument("--batchnorm", action="store_true", help="a BatchNorm layer in the body")
     parser.add_argument("--augment", action="store_true", help="the lesson's augmentations, decode-once cache")
@@ -74,7 +75,8 @@ def main() -> None:
     start = time.perf_counter()
     seed_everything(0)
     data = (ImageList.from_csv(args.data, "train_v2.csv", folder="train-jpg", suffix=".jpg")
-            .split_by_rand_pct(0.3, seed=42)  # 7 valid items: 4 + 3, an uneven share
+            .split_by_rand_pct(0.5 if args.other_split and int(os.environ["RANK"]) == args.bad_rank else 0.3,
+                               seed=42)  # 7 valid items: 4 + 3, an uneven share
             .label_from_df(label_delim=" ")
             .transform(get_transforms() if args.augment else None, size=16, cache=args.augment)
             .databunch(bs=args.bs, num_workers=0, device=torch.device("cpu"))

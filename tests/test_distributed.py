@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from course_utils.distributed import DistributedTraining, ShardSampler, _timeout
+from course_utils.distributed import DistributedTraining, ShardSampler, _data_mismatch, _timeout, rank_prefix
 from course_utils.learner import load_learner
 from course_utils.vision import ImageList  # noqa: F401  (load_learner finds the item type among those imported)
 
@@ -133,11 +133,58 @@ def test_a_rank_that_raises_ends_the_job_with_its_message(planet_path, tmp_path)
 
 
 def test_a_rank_that_hangs_makes_the_others_time_out(planet_path, tmp_path):
+    """The waiting rank says, in one line, that another process stopped answering, and names the variable."""
     run = torchrun(2, str(WORKER), str(planet_path), str(tmp_path), "--bs", "4", "--misbehave", "hang",
                    env={"COURSE_DIST_TIMEOUT": "5"})
     assert run.rc != 0
-    assert "Timed out" in run.err, run.err[-3000:]
+    line = next((x for x in run.err.splitlines() if x.startswith("[rank0 on ")), "")
+    assert "error: another process stopped answering: this one waited 5 s" in line, run.err[-3000:]
+    assert "(COURSE_DIST_TIMEOUT=5)" in line and "raise COURSE_DIST_TIMEOUT" in line
+    assert "[rank0]: Traceback" not in run.err, "a timeout is one line, not a gloo traceback"
     assert run.wall < 300, "the hanging rank sleeps 600 s: the job ended on the timeout, not on the sleep"
+
+
+def test_ranks_that_see_different_data_are_refused_before_training(planet_path, tmp_path):
+    """Every rank stops with one line saying which rank sees how many items (not a gloo size mismatch)."""
+    run = torchrun(2, str(WORKER), str(planet_path), str(tmp_path), "--bs", "4", "--other-split")
+    assert run.rc != 0
+    expected = ("ValueError: rank 1 sees 12 training items, rank 0 sees 17: every rank must see the same data "
+                "(same folder, same CSV, same split)")
+    assert f"[rank0]: {expected}" in run.err and f"[rank1]: {expected}" in run.err, run.err[-3000:]
+    assert "EnforceNotMet" not in run.err and not list(tmp_path.glob("rank*.pt"))
+
+
+def test_an_error_printed_by_the_command_line_names_the_rank_and_host(tmp_path, monkeypatch, capsys):
+    """Under torchrun, `error: ...` lines start with the process's rank and machine, as the README says."""
+    import socket
+
+    from course_utils.__main__ import main
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--images", str(tmp_path / "no_such_folder"), "--folders", "--out",
+                 str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"[rank1 on {socket.gethostname()}]: error: ") and "no_such_folder" in err
+    assert rank_prefix() == f"[rank1 on {socket.gethostname()}]: "
+    monkeypatch.delenv("RANK")
+    assert rank_prefix() == ""
+
+
+def test_different_item_names_with_the_same_counts_are_refused():
+    """Same sizes but other files on one rank: the message says the items differ."""
+    same = {"train": (17, "a"), "valid": (7, "b")}
+    assert _data_mismatch([same, dict(same)]) is None
+    other = {"train": (17, "a"), "valid": (7, "c")}
+    assert _data_mismatch([same, other]).startswith("rank 1 sees other validation items than rank 0 (both have 7")
+    assert _data_mismatch([same, same, {"train": (16, "a"), "valid": (7, "b")}]).startswith(
+        "rank 2 sees 16 training items, rank 0 sees 17")
+
+
+def test_the_readme_says_what_a_silent_or_refused_rendezvous_means():
+    """torchrun's own rendezvous cannot be timed from inside: the README tells what its two failures mean."""
+    text = (REPO_ROOT / "README.md").read_text()
+    assert "prints nothing at all" in text and "--rdzv-endpoint" in text
+    assert "address already in use" in text and "--master-port" in text
 
 
 # --- in this process, no process group ------------------------------------------------------------------
@@ -211,3 +258,13 @@ def test_timeout_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("COURSE_DIST_TIMEOUT", "ten")
     with pytest.raises(ValueError, match="COURSE_DIST_TIMEOUT"):
         _timeout(None)
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "nan"])
+def test_a_timeout_that_is_not_positive_names_the_variable(monkeypatch, raw):
+    """COURSE_DIST_TIMEOUT=0 is refused naming the variable, not an anonymous 'process group timeout'."""
+    monkeypatch.setenv("COURSE_DIST_TIMEOUT", raw)
+    with pytest.raises(ValueError, match=r"^COURSE_DIST_TIMEOUT must be a positive number of seconds, not "):
+        _timeout(None)
+    with pytest.raises(ValueError, match=r"to_distributed\(timeout=...\) must be a positive number"):
+        _timeout(0)
