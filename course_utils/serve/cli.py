@@ -3,6 +3,10 @@ when the command runs, so the other commands work without the web packages)."""
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import socket
+import sys
 
 __all__ = ["add_serve_command"]
 
@@ -15,6 +19,30 @@ SERVE_EXAMPLE = """example:
 """
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: ports go from 0 to 65535")
+    return port
+
+
+def _positive(kind):
+    """An argparse type: a finite number of `kind` (int or float) above 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{text} must be a number above 0")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def add_serve_command(commands) -> None:
     """Register `serve` on the CLI's subparsers."""
     cmd = commands.add_parser(
@@ -24,23 +52,63 @@ def add_serve_command(commands) -> None:
         epilog=SERVE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmd.add_argument("export", metavar="EXPORT", help="export.pkl (or its folder)")
     cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    cmd.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    cmd.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
     cmd.add_argument("--feedback", metavar="DIR", help="where corrections are stored (default: feedback/ beside "
                      "the export)")
-    cmd.add_argument("--max-mb", type=float, default=10.0, help="largest upload in MB (default: 10)")
-    cmd.add_argument("--max-chars", type=int, default=10_000, help="longest text, in characters (default: 10000)")
+    cmd.add_argument("--max-mb", type=_positive(float), default=10.0, help="largest upload in MB (default: 10)")
+    cmd.add_argument("--max-chars", type=_positive(int), default=10_000,
+                     help="longest text, in characters (default: 10000)")
+    cmd.add_argument("--max-mp", type=_positive(float), default=40.0,
+                     help="largest image in megapixels; bigger ones are refused before decoding (default: 40)")
+    cmd.add_argument("--body-timeout", type=_positive(float), default=30.0, metavar="SECONDS",
+                     help="answer 408 to an upload that sends nothing for this long (default: 30)")
     cmd.set_defaults(run=_serve)
 
 
 def _serve(args) -> int:
     import uvicorn
 
-    from .app import create_app
+    from .app import LOCAL_HOSTS, create_app
 
-    app = create_app(args.export, args.feedback, args.max_mb, args.max_chars)
+    sock = _bind(args.host, args.port)  # before the model loads: a taken port or unknown host is said at once
+    any_host = args.host in ("0.0.0.0", "::", "")
+    app = create_app(args.export, args.feedback, args.max_mb, args.max_chars, args.max_mp,
+                     hosts=None if any_host else (*LOCAL_HOSTS, args.host), body_timeout=args.body_timeout)
     predictor, store = app.state.predictor, app.state.store
+    broken = predictor.nonfinite_weights()
+    if broken:
+        print(f"warning: {len(broken)} tensor(s) of {predictor.export_file} hold NaN or infinite values (the first: "
+              f"{broken[0]}): every prediction will fail. Serve another export.", file=sys.stderr, flush=True)
+    if any_host:
+        print(f"--host {args.host}: listening on every network interface and answering to any host name; anyone "
+              "who can reach this machine can use the page and store corrections.", flush=True)
+    port = sock.getsockname()[1]
     print(f"Serving a {predictor.kind} model ({len(predictor.classes)} classes) from {predictor.export_file} "
-          f"(sha256 {predictor.sha256[:12]}, trained {predictor.trained}) at http://{args.host}:{args.port}; "
+          f"(sha256 {predictor.sha256[:12]}, trained {predictor.trained}) at http://{args.host}:{port}; "
           f"corrections go to {store.folder}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or an OSError in one line naming both (unknown host, port in use)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise OSError(f"--host {host}: no such address on this machine ({e.strerror}); use 127.0.0.1, or "
+                      "0.0.0.0 for every network interface.") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        why = {errno.EADDRINUSE: "is in use by another program", errno.EADDRNOTAVAIL: "is not an address of this "
+               "machine", errno.EACCES: "needs root (ports below 1024)"}.get(e.errno, f"cannot be used ({e.strerror})")
+        raise OSError(f"Port {port} on {host} {why}; choose another with --port (or stop the other "
+                      "program).") from None
+    sock.set_inheritable(True)
+    return sock

@@ -16,18 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ..data_block import CategoryList, MultiCategoryList
 from ..learner import Learner, load_learner
 from ..vision.points import PointsLabelList
 from ..vision.segmentation import MASK_COLOURS, SegmentationLabelList
+from ..vision.transforms import sample_plan
 
-__all__ = ["KINDS", "BadInput", "Predictor", "model_kind"]
+__all__ = ["KINDS", "BadInput", "ModelOutputError", "Predictor", "model_kind"]
 
 KINDS = ("multi-label", "single-label", "segmentation", "points", "text")
 # What Pillow reports -> the extension a stored copy gets (the upload's own name is never used).
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+# EXIF orientations that need a turn or a flip, and those that swap width and height (as vision/image.py)
+TURNS, SIDEWAYS = (2, 3, 4, 5, 6, 7, 8), (5, 6, 7, 8)
 
 
 class BadInput(ValueError):
@@ -36,6 +39,10 @@ class BadInput(ValueError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class ModelOutputError(RuntimeError):
+    """The model answered NaN or infinite values: the export itself is broken, not the request."""
 
 
 def model_kind(learn: Learner) -> str:
@@ -58,7 +65,7 @@ def model_kind(learn: Learner) -> str:
 class Predictor:
     """One exported learner, ready to answer requests (one prediction at a time: the model is not thread-safe)."""
 
-    def __init__(self, export: str | Path, max_chars: int = 10_000):
+    def __init__(self, export: str | Path, max_chars: int = 10_000, max_mp: float = 40.0):
         self.export = Path(export)
         self.learn = load_learner(export, device="cpu")
         f = self.export / "export.pkl" if self.export.is_dir() else self.export
@@ -68,7 +75,13 @@ class Predictor:
         self.kind = model_kind(self.learn)
         self.classes = list(self.learn.data.classes or [])
         self.max_chars = max_chars
+        self.max_mp = max_mp  # megapixels: far below Pillow's bomb limit, so a huge photo costs little memory
         self._lock = threading.Lock()
+
+    def nonfinite_weights(self) -> list[str]:
+        """The names of the model's tensors that hold NaN or infinite values (none in a sound export)."""
+        return [k for k, v in self.learn.model.state_dict().items()
+                if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
     @property
     def export_id(self) -> str:
@@ -93,25 +106,53 @@ class Predictor:
 
     # --- inputs ----------------------------------------------------------------------------------------
     def open_image(self, data: bytes) -> tuple[Image.Image, str]:
-        """Decoded uploaded bytes and the extension to store them under; refuses what is not a whole image."""
+        """Decoded uploaded bytes, upright (EXIF orientation applied, as `predict` on a file does), and the
+        extension to store them under; refuses what is not a whole image of at most `max_mp` megapixels."""
         if not data:
             raise BadInput(400, "The uploaded file is empty; choose an image file.")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
-                img.load()  # decode every pixel now: a truncated file fails here, not in the model
+                ext = IMAGE_FORMATS.get(img.format)
+                if ext is None:
+                    raise BadInput(415, f"{img.format} images are not accepted; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
+                self._check_pixels(img)
+                img = self._decode(img)
+        except BadInput:
+            raise
         except UnidentifiedImageError:
             raise BadInput(415, "The uploaded file is not an image (it is not a JPEG, PNG, WebP, GIF, BMP or TIFF "
                                 "file); choose a photo.") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise BadInput(413, "The image has too many pixels to be a photo; resize it below 89 megapixels.") from None
+            raise BadInput(413, f"The image has too many pixels to be a photo; resize it below {self.max_mp:g} "
+                                "megapixels.") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise BadInput(422, f"The image is corrupt or truncated ({e}); upload the complete file again.") from None
-        ext = IMAGE_FORMATS.get(img.format)
-        if ext is None:
-            raise BadInput(415, f"{img.format} images are not accepted; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
+        if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
+            raise BadInput(422, "The image has NaN or infinite pixel values (a floating-point TIFF), which cannot "
+                                "be shown as a photo; send an ordinary 8- or 16-bit image.")
         return img, ext
+
+    def _check_pixels(self, img: Image.Image) -> None:
+        """Refuse, from the header alone, an image over `max_mp` megapixels (before a pixel is decoded)."""
+        w, h = img.size
+        if w * h > self.max_mp * 1e6:
+            raise BadInput(413, f"The image is {w}x{h} pixels ({w * h / 1e6:.1f} megapixels); this app takes at "
+                                f"most {self.max_mp:g}. Resize it (or start the app with a larger --max-mp).")
+
+    def _decode(self, img: Image.Image) -> Image.Image:
+        """Every pixel decoded now (a truncated file fails here, not in the model), upright. A JPEG that needs
+        no turn is decoded straight at the reduced scale the model's resize needs, as `predict` on a file does
+        (points models excepted: their answer is in the photo's own pixels)."""
+        if _orientation(img) in TURNS:
+            return ImageOps.exif_transpose(img)  # decodes; the CLI's open_lazy does the same
+        if img.format == "JPEG" and self.kind not in ("points", "text"):
+            ds = self.learn.data.valid_ds
+            h, w = sample_plan(ds.tfms, (img.height, img.width), ds.cfg.size, ds.cfg.resize_method, train=False).resized
+            img.draft("RGB", (w, h))
+        img.load()
+        return img
 
     def check_text(self, text) -> str:
         """The text to classify, refused when missing, empty or longer than `max_chars`."""
@@ -130,6 +171,10 @@ class Predictor:
         over the model's view of the photo for segmentation, the point(s) in the photo's pixels for points."""
         with self._lock, torch.no_grad():
             label, _, probs = self.learn.predict(item)
+            if not bool(torch.isfinite(probs).all()):
+                raise ModelOutputError(
+                    f"The model's output is not finite (NaN or infinite): the weights of {self.export_file.name} are "
+                    "broken (a fine-tune with a bad learning rate?). Serve another export.")
             res = {"kind": self.kind}
             if self.kind == "segmentation":
                 res.update(self._mask_json(item, label))
@@ -199,6 +244,13 @@ def _check_point(point, image_size) -> str:
         raise BadInput(422, f"The point ({row}, {col}) is outside the {h}x{w} photo; rows go 0..{h - 1}, "
                             f"columns 0..{w - 1}.")
     return f"{row:.1f} {col:.1f}"
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(ExifTags.Base.Orientation, 1))
+    except (OSError, ValueError, TypeError, SyntaxError):  # a damaged EXIF block: the pixels as stored
+        return 1
 
 
 def _png_base64(pixels: np.ndarray) -> str:

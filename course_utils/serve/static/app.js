@@ -6,8 +6,14 @@ let current = null;  // the input shown: {file} or {text}, its result, and for p
 
 async function call(url, options) {
   const response = await fetch(url, Object.assign({method: 'POST'}, options));
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  const text = await response.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch (e) {  // not JSON (a proxy's error page, say): show what came back as text
+    throw new Error(`${response.status} ${response.statusText}: ${text.slice(0, 300) || 'no answer'}`);
+  }
+  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
 }
 
