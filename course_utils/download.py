@@ -1,6 +1,7 @@
 """Getting the data (the "Getting the data" step of every lesson): the registry of the datasets and
-pretrained weights the lessons use, `get_dataset()` for either mode, and the two pieces it is built
-from, `download_url()` (resumed, retried, verified, atomic) and `extract_archive()` (zip, tar, 7z; safe).
+pretrained weights the lessons use, `get_dataset()` for either mode, and the install steps. It is built from
+`download_url()` (fetch.py: resumed, retried, verified, atomic) and `extract_archive()` (archives.py: zip,
+tar, 7z; safe), re-exported here with the errors (errors.py) for the notebooks and the command line.
 
 Full-mode files live under a root folder, `data_dir()` (`$COURSE_DATA`) or, for weights, `models_dir()`:
 
@@ -15,33 +16,21 @@ mirror lacks it.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.client
-import io
 import json
-import lzma
 import os
 import shutil
-import stat
-import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
-
-from tqdm import tqdm
 
 from . import kaggle
 from . import mirror as mirrors
+from .archives import ARCHIVE_SUFFIXES, _archive_kind, extract_archive
 from .config import CoursePath, course_mirror, course_mode, data_dir, models_dir
-from .persist import atomic_write, commit_file
+from .errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError
+from .fetch import download_url, file_sha256
+from .persist import atomic_write
 
 __all__ = ["URLs", "untar_data", "Config", "DATASETS", "Dataset", "Source", "get_dataset", "download_dataset",
            "dataset_status", "dataset_root",
@@ -50,16 +39,6 @@ __all__ = ["URLs", "untar_data", "Config", "DATASETS", "Dataset", "Source", "get
 
 MARKER = ".complete"
 RECORDS = "checksums.json"
-CHUNK = 1 << 20
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}  # worth another try; any other HTTP error is final
-SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z")  # a file so named must be an archive
-# Limits on what an archive may expand to, checked before (zip, 7z) or while (tar) anything is written. Real
-# datasets expand 1-10x (JPEGs and PNGs barely compress; text ~4x); a zip bomb expands ~1000x. Both limits
-# can be lifted for an archive you trust: extract_archive(..., max_ratio=None, max_size=None).
-MAX_RATIO = 200
-RATIO_FLOOR = 1 << 30  # below 1 GiB expanded, any ratio is harmless (a CSV of repeated values compresses 100x)
-MAX_SIZE = 200 << 30  # 200 GiB, more than any dataset of the course
 
 
 @dataclass(frozen=True)
@@ -135,25 +114,6 @@ DATASETS: dict[str, Dataset] = {
         folder="coco_tiny", expect=("train", "train.json"), tiny="coco_tiny"),
 }
 
-
-class DatasetError(RuntimeError):
-    """A dataset could not be installed; the message says what to do."""
-
-
-class DownloadError(DatasetError):
-    """A download failed for good: the server refused it, or it kept failing after the retries."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status  # the HTTP status that refused it, if that was the reason
-
-
-class ChecksumError(DownloadError):
-    """A file is not the expected one (its sha256 differs)."""
-
-
-class UnsafeArchiveError(DatasetError):
-    """An archive member would land outside the extraction folder."""
 
 
 def bundled_data_dir() -> Path:
@@ -406,374 +366,6 @@ def _fetch_kaggle(source: Source, downloads: Path, expected: str | None) -> Path
         raise ChecksumError(f"The file Kaggle sent for {name} is not the expected one (sha256 {expected}); "
                             "it was discarded. Run again to retry.")
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file, read in chunks (never whole into memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_url(url: str, dest: str | Path, sha256: str | None = None, *, size: int | None = None,
-                 timeout: float = 60.0, retries: int = 5, backoff: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep) -> Path:
-    """Download `url` to `dest` and return `dest`.
-
-    Streams to `dest.part` with a progress bar; after a dropped connection it resumes with an HTTP Range
-    request (starting over if the server ignores it or the file changed); it retries up to `retries` times
-    in a row without progress, waiting `backoff`, 2x, 4x... seconds between tries; checks `size` (bytes) and
-    `sha256` if given, and only then renames the file to `dest`. A body longer than the Content-Length its
-    server announced (a misconfigured server: the file may be cut short) and an empty body are refused. A bad
-    download is discarded, and an existing `dest` is only ever replaced by a complete, verified file. An
-    interrupted download resumes on the next call.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    failures = 0
-    while True:
-        before = _size(part)
-        try:
-            _transfer(url, part, timeout)
-            break
-        except _Overrun as e:
-            _discard(part)
-            raise DownloadError(f"Downloading {url} failed: the server sent more than the {e.announced:,} bytes it "
-                                "announced (its Content-Length), so a file that ends there would be cut short. "
-                                "Nothing was kept. Run again later; if it happens again, the server is "
-                                "misconfigured: download the file some other way (a browser) and put it at "
-                                f"{dest}.") from None
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and before:  # "range not satisfiable": our partial file is not a prefix of theirs
-                _discard(part)
-                continue
-            if e.code not in RETRY_STATUS:
-                raise DownloadError(f"Downloading {url} failed: the server answered HTTP {e.code} {e.reason}. "
-                                    "If the file has moved, the registry in course_utils/download.py needs its "
-                                    "new address.", e.code) from None
-            error: Exception = e
-        except (OSError, http.client.HTTPException) as e:  # no network, timeouts, dropped connections
-            error = e
-        failures = 0 if _size(part) > before else failures + 1
-        if failures > retries:
-            advice = (f"What arrived is kept in {part}: run again to resume." if _size(part) else
-                      "Nothing arrived: check the internet connection and run again.")
-            raise DownloadError(f"Downloading {url} failed {failures} times in a row ({error}). {advice}") from error
-        if failures:
-            sleep(backoff * 2 ** (failures - 1))
-    _check_body(part, url, dest)
-    _verify(part, url, sha256, size, dest)
-    _meta(part).unlink(missing_ok=True)
-    return commit_file(part, dest)
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
-def _meta(part: Path) -> Path:
-    """Beside a partial download: its address and the server's version tag (ETag), so a resume can check both."""
-    return part.with_name(part.name + ".json")
-
-
-def _discard(part: Path) -> None:
-    part.unlink(missing_ok=True)
-    _meta(part).unlink(missing_ok=True)
-
-
-def _transfer(url: str, part: Path, timeout: float) -> None:
-    """One try: append the rest of `url` to `part`; raise if the connection ends before the file does."""
-    offset, version = _resume_point(part, url)
-    headers = {"User-Agent": "course_utils"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if version:
-            headers["If-Range"] = version  # the server sends the whole file instead if it changed since
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
-        if offset and not (response.status == 206 and
-                           response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")):
-            offset = 0  # the server sent the whole file: start over
-        meta = {"url": url, "version": response.headers.get("ETag") or response.headers.get("Last-Modified")}
-        atomic_write(_meta(part), lambda fh: fh.write(json.dumps(meta).encode()))
-        total = _total_size(response, offset)
-        _stream(response, part, offset, total)
-    if total is not None and _size(part) < total:
-        raise http.client.IncompleteRead(b"", total - _size(part))
-
-
-def _resume_point(part: Path, url: str) -> tuple[int, str | None]:
-    """How many bytes of `url` are already in `part`, and the version they came from."""
-    try:
-        meta = json.loads(_meta(part).read_text())
-    except (OSError, ValueError):
-        return 0, None
-    return (_size(part), meta.get("version")) if meta.get("url") == url else (0, None)
-
-
-def _total_size(response, offset: int) -> int | None:
-    if offset:  # Content-Range: bytes <first>-<last>/<total>
-        total = response.headers.get("Content-Range", "").rpartition("/")[2]
-    else:
-        total = response.headers.get("Content-Length", "")
-    return int(total) if total.isdigit() else None
-
-
-class _Overrun(Exception):
-    """The server sent more bytes than its Content-Length announced."""
-
-    def __init__(self, announced: int):
-        super().__init__(announced)
-        self.announced = announced
-
-
-# The last bytes of a body are read through the response's buffer, which then shows what came after them
-PEEK_WINDOW = io.DEFAULT_BUFFER_SIZE // 2
-
-
-def _stream(response, part: Path, offset: int, total: int | None) -> None:
-    """Append the body of `response` to `part`. Before its announced end, look at what has arrived beyond it:
-    bytes there mean the Content-Length was too small, and the file stopped short (_Overrun)."""
-    left = None if total is None else total - offset
-    with open(part, "ab" if offset else "wb") as f, \
-         tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-              desc=part.name[:-len(".part")], mininterval=0.5) as bar:
-        while left is None or left > 0:
-            if left is not None and left <= PEEK_WINDOW and len(response.peek(left + 1)) > left:
-                raise _Overrun(total - offset)
-            last = left if left is None or left <= PEEK_WINDOW else left - PEEK_WINDOW  # stop at the window
-            chunk = response.read1(CHUNK if last is None else min(CHUNK, last))
-            if not chunk:
-                break
-            f.write(chunk)
-            bar.update(len(chunk))
-            if left is not None:
-                left -= len(chunk)
-
-
-def _check_body(part: Path, url: str, dest: Path) -> None:
-    """Refuse, and discard, what a network in the way sends instead of the file: nothing at all, or a web
-    page (a Wi-Fi login or a proxy's error page, answered with 200 OK) where an archive is expected. Kept,
-    it would make every later run fail the same way."""
-    if _size(part) == 0:
-        _discard(part)
-        raise DownloadError(f"Downloading {url} gave an empty file: the server answered but sent nothing. Nothing "
-                            "was kept. Run again later; if it stays empty, the address may have changed.")
-    if dest.name.lower().endswith(ARCHIVE_SUFFIXES) and _looks_like_html(part):
-        _discard(part)
-        raise DownloadError(f"Downloading {url} gave a web page, not the archive {dest.name}: a Wi-Fi login page or "
-                            "a proxy's error page answers like this. Nothing was kept. Open any web page in a "
-                            "browser to log in to the network, then run again.")
-
-
-def _looks_like_html(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(512).lstrip(b" \t\r\n\xef\xbb\xbf").lower()
-    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml"))
-
-
-def _verify(part: Path, url: str, sha256: str | None, size: int | None, dest: Path) -> None:
-    kept = f" {dest} was left as it was." if dest.exists() else ""
-    if size is not None and _size(part) != size:  # a cut-short file, told at once (no hashing of gigabytes)
-        got = _size(part)
-        _discard(part)
-        raise ChecksumError(f"The file downloaded from {url} is {got:,} bytes, expected {size:,}: "
-                            f"{'the download stopped short' if got < size else 'it is not the expected file'}. "
-                            f"It was discarded.{kept} Run again to retry; if the same happens, the file on the "
-                            "server has changed: please report it.")
-    if sha256 is None:
-        return
-    got = file_sha256(part)
-    if got != sha256.lower():
-        _discard(part)
-        raise ChecksumError(f"The file downloaded from {url} is not the expected one: its sha256 is {got}, "
-                            f"expected {sha256}. It was discarded.{kept} Run again to retry; if the same "
-                            "happens, the file on the server has changed: please report it.")
-
-
-# --- extracting -------------------------------------------------------------------------------------------
-
-def extract_archive(src: str | Path, dest: str | Path, *, max_ratio: float | None = MAX_RATIO,
-                    max_size: int | None = MAX_SIZE) -> Path:
-    """Extract `src` (.zip, .tar, .tar.gz/.tgz, .7z or .tar.7z) into the new folder `dest`, and return `dest`.
-
-    Members are extracted one by one into a temporary folder beside `dest`, renamed to `dest` at the end,
-    so an interruption leaves no half-extracted `dest`. A member that would land outside it (an absolute
-    path, `..`, a link pointing out, any symbolic link in a zip or 7z) stops everything with UnsafeArchiveError
-    naming the member; a truncated or corrupt archive, with a DatasetError saying to download it again. An archive
-    whose contents add up to more than `max_size` bytes, more than `max_ratio` times its own size (above
-    RATIO_FLOOR), or more than the free disk space is refused with a DatasetError (None lifts a limit).
-    """
-    src, dest = Path(src), Path(dest)
-    if dest.exists():
-        raise FileExistsError(f"{dest} already exists; extract_archive only creates new folders.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
-    try:
-        try:
-            _extractor(src)(src, tmp, _SizeBudget(src, tmp, max_ratio, max_size))
-        except _damage_errors() as e:
-            raise DatasetError(f"{src} is truncated or damaged ({type(e).__name__}: {e}). Nothing was extracted: "
-                               "delete it and download it again.") from e
-        tmp.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename, unless something failed
-    return dest
-
-
-def _damage_errors() -> tuple[type[BaseException], ...]:
-    """What reading a truncated or corrupt archive raises (never a full disk or a permission error)."""
-    errors = (EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
-    try:
-        from py7zr.exceptions import ArchiveError
-    except ImportError:  # without py7zr, a .7z is refused before any reading
-        return errors
-    return (*errors, ArchiveError)
-
-
-def _archive_kind(path: Path) -> str | None:
-    """`tar.7z`, `7z`, `zip`, `tar` (any compression) or None, from the name and the first bytes."""
-    if path.name.lower().endswith(".tar.7z"):
-        return "tar.7z"
-    with open(path, "rb") as f:
-        if f.read(len(SEVEN_ZIP_MAGIC)) == SEVEN_ZIP_MAGIC:
-            return "7z"
-    if zipfile.is_zipfile(path):
-        return "zip"
-    return "tar" if tarfile.is_tarfile(path) else None
-
-
-def _extractor(src: Path) -> Callable[[Path, Path], None]:
-    kind = _archive_kind(src)
-    if kind is None:
-        raise DatasetError(f"{src} is not a zip, tar or 7z archive. If it is a damaged download, delete it and "
-                           "run again.")
-    return {"zip": _extract_zip, "tar": _extract_tar, "7z": _extract_7z, "tar.7z": _extract_tar_7z}[kind]
-
-
-def _checked_target(archive: Path, folder: Path, name: str) -> Path:
-    """Where member `name` lands in `folder`; UnsafeArchiveError if that is outside it."""
-    parts = name.replace("\\", "/").split("/")
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        _refuse(archive, name, "has an absolute path")
-    if ".." in parts:
-        _refuse(archive, name, "climbs out with '..'")
-    target = folder.joinpath(*parts)
-    if not _inside(folder, target):
-        _refuse(archive, name, "would land outside the destination (through a link)")
-    return target
-
-
-def _inside(folder: Path, path: Path) -> bool:
-    """Whether `path`, with every link resolved, is inside `folder`."""
-    root = os.path.realpath(folder)
-    return os.path.commonpath([root, os.path.realpath(path)]) == root
-
-
-def _refuse(archive: Path, name: str, why: str) -> None:
-    raise UnsafeArchiveError(f"Refusing to extract {archive}: its member {name!r} {why}. Nothing was extracted. "
-                             "The archive is damaged or hostile: delete it.")
-
-
-class _SizeBudget:
-    """What an archive may still expand to; `spend` refuses it once its members add up past a limit."""
-
-    def __init__(self, archive: Path, folder: Path, max_ratio: float | None, max_size: int | None):
-        self.archive, self.folder, self.total = archive, folder, 0
-        self.max_ratio, self.max_size = max_ratio, max_size
-        self.packed = max(archive.stat().st_size, 1)
-        self.free = _free_bytes(folder)
-
-    def spend(self, nbytes: int) -> None:
-        """Count `nbytes` more of extracted content (before writing them)."""
-        self.total += max(nbytes, 0)
-        total, name = self.total, self.archive.name
-        if self.max_size is not None and total > self.max_size:
-            self._refuse(f"its contents add up to at least {_mib(total)}, more than the limit of {_mib(self.max_size)}",
-                         f"max_size={total}")
-        if self.max_ratio is not None and total > RATIO_FLOOR and total > self.max_ratio * self.packed:
-            self._refuse(f"it would expand to at least {_mib(total)}, {total / self.packed:.0f} times its own size "
-                         f"({_mib(self.packed)}; datasets expand at most ~10 times, a zip bomb ~1000 times)",
-                         "max_ratio=None")
-        if total > self.free:
-            raise DatasetError(f"Refusing to extract {name}: it expands to at least {_mib(total)} but there is only "
-                               f"{_mib(self.free)} free in {self.folder.parent}. Nothing was kept. Free some space "
-                               "(or set COURSE_DATA to a bigger disk) and run again.")
-
-    def _refuse(self, why: str, override: str) -> None:
-        raise DatasetError(f"Refusing to extract {self.archive}: {why}. Nothing was kept. If it is damaged or "
-                           "not the dataset, delete it; if you trust it, call "
-                           f"extract_archive(src, dest, {override}).")
-
-
-def _free_bytes(folder: Path) -> int:
-    return shutil.disk_usage(folder).free
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
-
-
-def _extract_zip(archive: Path, folder: Path, budget: _SizeBudget) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        for info in infos:  # every check before anything is written (zipfile never writes past file_size)
-            _checked_target(archive, folder, info.filename)
-            if stat.S_ISLNK(info.external_attr >> 16):  # zipfile would write it as a file holding the target's
-                # name, then fail on a member written through it (other unzippers would follow it)
-                _refuse(archive, info.filename, "is a symbolic link (not accepted in .zip archives)")
-            budget.spend(info.file_size)
-        for info in infos:
-            zf.extract(info, folder)
-
-
-def _extract_tar(archive: Path, folder: Path, budget: _SizeBudget) -> None:
-    # One pass, member by member, so a compressed tar is read once; each is checked before it is written
-    # (and a bomb is stopped as soon as the sizes seen so far pass a limit).
-    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python's own checks too, where present
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            target = _checked_target(archive, folder, member.name)
-            if member.issym() and not _inside(folder, target.parent / member.linkname):
-                _refuse(archive, member.name, f"is a link to {member.linkname!r}, outside the destination")
-            if member.islnk() and not _inside(folder, folder / member.linkname):
-                _refuse(archive, member.name, f"is a hard link to {member.linkname!r}, outside the destination")
-            if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                _refuse(archive, member.name, "is a device or a pipe")
-            budget.spend(member.size if member.isfile() else 0)
-            tar.extract(member, folder, **safe)
-
-
-def _extract_7z(archive: Path, folder: Path, budget: _SizeBudget) -> None:
-    with _open_7z(archive) as z:
-        for info in z.list():
-            _checked_target(archive, folder, info.filename)
-            if info.is_symlink:  # only readable by extracting it; the datasets have none
-                _refuse(archive, info.filename, "is a symbolic link (not accepted in .7z archives)")
-            budget.spend(info.uncompressed or 0)
-        z.extractall(folder)
-
-
-def _extract_tar_7z(archive: Path, folder: Path, budget: _SizeBudget) -> None:
-    """A tar inside a 7z (Planet's train-jpg.tar.7z): unpack the 7z, then the tar, then drop the tar."""
-    inner = folder / ".tar.7z"
-    _extract_7z(archive, inner, budget)
-    tars = sorted(inner.rglob("*.tar"))
-    if len(tars) != 1:
-        raise DatasetError(f"{archive} should hold exactly one .tar file; it holds {[t.name for t in tars]}.")
-    _extract_tar(tars[0], folder, budget)  # the budget counts the tar and its members: both are on disk at once
-    shutil.rmtree(inner)
-
-
-def _open_7z(archive: Path):
-    try:
-        import py7zr
-    except ImportError as e:
-        raise DatasetError(f"Extracting {archive.name} needs the py7zr package ({e}): "
-                           "pip install -r requirements.txt") from None
-    return py7zr.SevenZipFile(archive)
 
 
 # --- installing -------------------------------------------------------------------------------------------

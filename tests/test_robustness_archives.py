@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-import course_utils.download as download
+import course_utils.archives as archives
 from course_utils.download import DatasetError, DownloadError, download_url, extract_archive
 
 ZEROS = b"\0" * (8 << 20)  # 8 MB that deflate to ~8 KB: a ratio of ~1000, like the trial's 1 MB -> 1.1 GB
@@ -34,7 +34,7 @@ def _tgz_bomb(path, copies=2):
 @pytest.fixture
 def small_floor(monkeypatch):
     """The ratio check only matters above a size a disk notices; lowered here so the bombs stay small."""
-    monkeypatch.setattr(download, "RATIO_FLOOR", 1 << 20)
+    monkeypatch.setattr(archives, "RATIO_FLOOR", 1 << 20)
 
 
 def _nothing_left(tmp_path, archive):
@@ -59,7 +59,7 @@ def test_an_archive_over_the_size_cap_is_refused(tmp_path):
 
 def test_an_archive_larger_than_the_free_disk_is_refused(tmp_path, monkeypatch):
     archive = _zip_bomb(tmp_path / "big.zip", copies=1)
-    monkeypatch.setattr(download, "_free_bytes", lambda folder: 1 << 20)
+    monkeypatch.setattr(archives, "_free_bytes", lambda folder: 1 << 20)
     with pytest.raises(DatasetError, match=r"only 1\.0 MiB free"):
         extract_archive(archive, tmp_path / "out", max_ratio=None)
     _nothing_left(tmp_path, archive)
