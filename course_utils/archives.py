@@ -18,7 +18,7 @@ from typing import Callable
 
 from .errors import DatasetError, UnsafeArchiveError
 
-__all__ = ["extract_archive", "ARCHIVE_SUFFIXES", "MAX_RATIO", "RATIO_FLOOR", "MAX_SIZE"]
+__all__ = ["extract_archive", "SizeBudget", "ARCHIVE_SUFFIXES", "MAX_RATIO", "RATIO_FLOOR", "MAX_SIZE"]
 
 SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z")  # a file so named must be an archive
@@ -26,12 +26,12 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z")  # a fi
 # datasets expand 1-10x (JPEGs and PNGs barely compress; text ~4x); a zip bomb expands ~1000x. Both limits
 # can be lifted for an archive you trust: extract_archive(..., max_ratio=None, max_size=None).
 MAX_RATIO = 200
-RATIO_FLOOR = 1 << 30  # below 1 GiB expanded, any ratio is harmless (a CSV of repeated values compresses 100x)
+RATIO_FLOOR = 256 << 20  # below 256 MiB expanded, any ratio is harmless (a CSV of repeated values compresses 100x)
 MAX_SIZE = 200 << 30  # 200 GiB, more than any dataset of the course
 
 
 def extract_archive(src: str | Path, dest: str | Path, *, max_ratio: float | None = MAX_RATIO,
-                    max_size: int | None = MAX_SIZE) -> Path:
+                    max_size: int | None = MAX_SIZE, budget: "SizeBudget | None" = None) -> Path:
     """Extract `src` (.zip, .tar, .tar.gz/.tgz, .7z or .tar.7z) into the new folder `dest`, and return `dest`.
 
     Members are extracted one by one into a temporary folder beside `dest`, renamed to `dest` at the end,
@@ -40,6 +40,7 @@ def extract_archive(src: str | Path, dest: str | Path, *, max_ratio: float | Non
     naming the member; a truncated or corrupt archive, with a DatasetError saying to download it again. An archive
     whose contents add up to more than `max_size` bytes, more than `max_ratio` times its own size (above
     RATIO_FLOOR), or more than the free disk space is refused with a DatasetError (None lifts a limit).
+    `budget` (a SizeBudget) shares those limits between several archives (a dataset's files), instead.
     """
     src, dest = Path(src), Path(dest)
     if dest.exists():
@@ -48,7 +49,9 @@ def extract_archive(src: str | Path, dest: str | Path, *, max_ratio: float | Non
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
     try:
         try:
-            _extractor(src)(src, tmp, _SizeBudget(src, tmp, max_ratio, max_size))
+            if budget is not None:
+                budget.archive = src  # the one named if it is refused
+            _extractor(src)(src, tmp, budget or SizeBudget(src, tmp, max_ratio, max_size))
         except _damage_errors() as e:
             raise DatasetError(f"{src} is truncated or damaged ({type(e).__name__}: {e}). Nothing was extracted: "
                                "delete it and download it again.") from e
@@ -112,13 +115,15 @@ def _refuse(archive: Path, name: str, why: str) -> None:
                              "The archive is damaged or hostile: delete it.")
 
 
-class _SizeBudget:
-    """What an archive may still expand to; `spend` refuses it once its members add up past a limit."""
+class SizeBudget:
+    """What an archive (or the archives of one dataset together) may still expand to; `spend` refuses it once
+    its members add up past a limit. `packed`: the archives' total size (default: `archive`'s)."""
 
-    def __init__(self, archive: Path, folder: Path, max_ratio: float | None, max_size: int | None):
+    def __init__(self, archive: Path, folder: Path, max_ratio: float | None = MAX_RATIO,
+                 max_size: int | None = MAX_SIZE, packed: int | None = None):
         self.archive, self.folder, self.total = archive, folder, 0
         self.max_ratio, self.max_size = max_ratio, max_size
-        self.packed = max(archive.stat().st_size, 1)
+        self.packed = max(archive.stat().st_size if packed is None else packed, 1)
         self.free = _free_bytes(folder)
 
     def spend(self, nbytes: int) -> None:
@@ -151,7 +156,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def _extract_zip(archive: Path, folder: Path, budget: _SizeBudget) -> None:
+def _extract_zip(archive: Path, folder: Path, budget: SizeBudget) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         for info in infos:  # every check before anything is written (zipfile never writes past file_size)
@@ -164,7 +169,7 @@ def _extract_zip(archive: Path, folder: Path, budget: _SizeBudget) -> None:
             zf.extract(info, folder)
 
 
-def _extract_tar(archive: Path, folder: Path, budget: _SizeBudget) -> None:
+def _extract_tar(archive: Path, folder: Path, budget: SizeBudget) -> None:
     # One pass, member by member, so a compressed tar is read once; each is checked before it is written
     # (and a bomb is stopped as soon as the sizes seen so far pass a limit).
     safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python's own checks too, where present
@@ -181,7 +186,7 @@ def _extract_tar(archive: Path, folder: Path, budget: _SizeBudget) -> None:
             tar.extract(member, folder, **safe)
 
 
-def _extract_7z(archive: Path, folder: Path, budget: _SizeBudget) -> None:
+def _extract_7z(archive: Path, folder: Path, budget: SizeBudget) -> None:
     with _open_7z(archive) as z:
         for info in z.list():
             _checked_target(archive, folder, info.filename)
@@ -191,7 +196,7 @@ def _extract_7z(archive: Path, folder: Path, budget: _SizeBudget) -> None:
         z.extractall(folder)
 
 
-def _extract_tar_7z(archive: Path, folder: Path, budget: _SizeBudget) -> None:
+def _extract_tar_7z(archive: Path, folder: Path, budget: SizeBudget) -> None:
     """A tar inside a 7z (Planet's train-jpg.tar.7z): unpack the 7z, then the tar, then drop the tar."""
     inner = folder / ".tar.7z"
     _extract_7z(archive, inner, budget)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import kaggle
 from . import mirror as mirrors
-from .archives import ARCHIVE_SUFFIXES, _archive_kind, extract_archive
+from .archives import ARCHIVE_SUFFIXES, SizeBudget, _archive_kind, extract_archive
 from .config import CoursePath, course_mirror, course_mode, data_dir, models_dir
 from .errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError
 from .fetch import download_url, file_sha256
@@ -219,9 +219,14 @@ def download_dataset(name: str, root: str | Path | None = None, mirror: str | No
         return _adopt(name, dataset, dest)
     records = _load_records(root)
     mirror = mirror or course_mirror()
-    fetched = [(source, *_fetch_checked(source, root, records, mirror)) for source in dataset.sources]
+    from_mirror: set[Path] = set()
+    fetched = [(source, *_fetch_checked(source, root, records, mirror, from_mirror)) for source in dataset.sources]
     _install(name, dataset, {path: digest for _, path, digest in fetched}, dest)
-    _record(root, records, fetched)
+    for path, digest in _record(root, records, fetched).items():
+        if path in from_mirror:  # a mirror is anyone's folder: say what was trusted, and where that is kept
+            print(f"{path.name} came from the mirror {mirror}, and no sha256 was known for it: this first copy is "
+                  f"trusted (trust on first use). Its sha256 {digest} is recorded in {root / RECORDS}; every later "
+                  "download of it must match.", flush=True)
     return dest
 
 
@@ -258,7 +263,7 @@ def file_origin(source: Source, root: str | Path, mirror: str | None = None) -> 
     if not mirror:
         return f"real address  {source.url}"
     try:
-        found = next((n for n in source.local_names() if mirrors.on_mirror(mirror, n)), None)
+        found = next((n for n in source.local_names() if mirrors.probe(mirror, n)), None)
     except OSError as e:
         return f"mirror down   {mirror} ({getattr(e, 'reason', e)}); then {source.url}"
     return f"mirror        {mirrors.mirror_url(mirror, found)}" if found else f"not mirrored  {source.url}"
@@ -291,14 +296,16 @@ def _missing(folder: Path, patterns: tuple[str, ...]) -> list[str]:
 
 # --- fetching the files ------------------------------------------------------------------------------------
 
-def _fetch_checked(source: Source, root: Path, records: dict, mirror: str | None = None) -> tuple[Path, str | None]:
+def _fetch_checked(source: Source, root: Path, records: dict, mirror: str | None = None,
+                   from_mirror: set | None = None) -> tuple[Path, str | None]:
     """The downloaded file for `source` and its sha256, checked against the registry's or the recorded one
-    (None for a folder a student unpacked by hand: there is no file to check)."""
+    (None for a folder a student unpacked by hand: there is no file to check). A file fetched from the mirror
+    just now is added to `from_mirror`."""
     record = records.get(source.url, {})
     expected = (source.sha256 or record.get("sha256") or "").lower() or None
     size = record.get("size") if expected and expected == record.get("sha256") else None  # recorded with it
     try:
-        path = _fetch(source, root / "downloads", expected, mirror, size)
+        path = _fetch(source, root / "downloads", expected, mirror, size, from_mirror)
         if path.is_dir():
             return path, None
     except ChecksumError as e:
@@ -311,7 +318,7 @@ def _fetch_checked(source: Source, root: Path, records: dict, mirror: str | None
 
 
 def _fetch(source: Source, downloads: Path, expected: str | None, mirror: str | None = None,
-           size: int | None = None) -> Path:
+           size: int | None = None, from_mirror: set | None = None) -> Path:
     """The downloaded file for `source`: the one already in `downloads/` (checked), else (its unpacked folder,
     put there by hand, else) a fresh download: from the mirror if it has the file, else from its real address."""
     for name in source.local_names():
@@ -323,6 +330,8 @@ def _fetch(source: Source, downloads: Path, expected: str | None, mirror: str | 
     if mirror:
         path = _fetch_from_mirror(source, downloads, expected, mirror, size)
         if path is not None:
+            if from_mirror is not None:
+                from_mirror.add(path)
             return path
         print(f"{source.filename} is not on the mirror {mirror}; downloading it from {source.url}", flush=True)
     if source.url.startswith("kaggle://"):
@@ -346,8 +355,10 @@ def _fetch_from_mirror(source: Source, downloads: Path, expected: str | None, mi
         except DownloadError as e:
             if e.status in (404, 410):
                 continue
-            raise type(e)(f"{e}\nThe dataset mirror {mirror} (COURSE_MIRROR or --mirror) is set but failed: "
-                          "fix it, or unset it to download from the real address.", e.status) from None
+            blame = ("its server answered with an error: the mirror is broken, not your internet connection"
+                     if e.status else "see above")
+            raise type(e)(f"{e}\nThe dataset mirror {mirror} (COURSE_MIRROR or --mirror) is set but failed "
+                          f"({blame}): fix it, or unset it to download from the real address.", e.status) from None
     return None
 
 
@@ -379,8 +390,10 @@ def _install(name: str, dataset: Dataset, files: dict[Path, str], dest: Path) ->
     try:
         content = stage / "content"
         content.mkdir()
+        packed = sum(f.stat().st_size for f in files if f.is_file())
+        budget = SizeBudget(next(iter(files)), stage, packed=packed)  # one budget for all of the dataset's files
         for i, file in enumerate(files):
-            _merge(_unpack(file, stage / f"file{i}", dataset), content, name)
+            _merge(_unpack(file, stage / f"file{i}", dataset, budget), content, name)
         missing = _missing(content, dataset.expect)
         if missing:
             found = sorted(p.name for p in content.iterdir())[:20]
@@ -392,7 +405,7 @@ def _install(name: str, dataset: Dataset, files: dict[Path, str], dest: Path) ->
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _unpack(file: Path, folder: Path, dataset: Dataset) -> Path:
+def _unpack(file: Path, folder: Path, dataset: Dataset, budget: SizeBudget | None = None) -> Path:
     """Extract one downloaded file (or copy it, if not an archive); the folder holding the dataset's part."""
     if file.is_dir():  # an archive a student unpacked by hand: linked (or copied), never moved out of downloads/
         folder.mkdir()
@@ -403,7 +416,7 @@ def _unpack(file: Path, folder: Path, dataset: Dataset) -> Path:
             folder.mkdir()
             shutil.copy2(file, folder / file.name)
             return folder
-        extract_archive(file, folder)
+        extract_archive(file, folder, budget=budget)
     except (DatasetError, FileExistsError):
         raise
     except Exception as e:  # corrupt or truncated archives fail in many ways (zlib, EOF, lzma, Bad7zFile...)
@@ -449,11 +462,13 @@ def _load_records(root: Path) -> dict:
                            "afresh on the next install).") from None
 
 
-def _record(root: Path, records: dict, fetched: list) -> None:
-    """Trust on first use: keep the sha256 of each file the first time a dataset installs from it."""
+def _record(root: Path, records: dict, fetched: list) -> dict[Path, str]:
+    """Trust on first use: keep the sha256 of each file the first time a dataset installs from it; returns
+    the files recorded now (path -> sha256)."""
     new = {source.url: {"file": path.name, "sha256": digest, "size": path.stat().st_size,
                         "recorded": date.today().isoformat()}
            for source, path, digest in fetched if source.url not in records and digest is not None}
     if new:
         text = json.dumps({**records, **new}, indent=1, sort_keys=True)
         atomic_write(root / RECORDS, lambda fh: fh.write(text.encode()))
+    return {path: digest for source, path, digest in fetched if source.url in new}

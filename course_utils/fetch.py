@@ -4,6 +4,7 @@ a web page or an empty body where an archive was expected, checks the size and s
 it into place. `file_sha256()` hashes a file in chunks."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import io
@@ -11,6 +12,8 @@ import json
 import time
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -20,10 +23,13 @@ from .archives import ARCHIVE_SUFFIXES
 from .errors import ChecksumError, DownloadError
 from .persist import atomic_write, commit_file
 
-__all__ = ["download_url", "file_sha256", "CHUNK", "RETRY_STATUS"]
+__all__ = ["download_url", "file_sha256", "CHUNK", "RETRY_STATUS", "TIMEOUT", "MIN_RATE", "SLOW_WINDOW"]
 
 CHUNK = 1 << 20
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}  # worth another try; any other HTTP error is final
+TIMEOUT = 45.0  # seconds a try waits for a silent server (connecting, the headers, each read); two tries at most
+MIN_RATE = 1024.0  # bytes a second: slower than this over SLOW_WINDOW seconds, a download gives up (resumable)
+SLOW_WINDOW = 60.0
 
 
 def file_sha256(path: str | Path) -> str:
@@ -36,14 +42,18 @@ def file_sha256(path: str | Path) -> str:
 
 
 def download_url(url: str, dest: str | Path, sha256: str | None = None, *, size: int | None = None,
-                 timeout: float = 60.0, retries: int = 5, backoff: float = 1.0,
+                 timeout: float | None = None, retries: int = 5, stall_retries: int = 1, backoff: float = 1.0,
+                 min_rate: float | None = None, slow_window: float | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> Path:
     """Download `url` to `dest` and return `dest`.
 
     Streams to `dest.part` with a progress bar; after a dropped connection it resumes with an HTTP Range
     request (starting over if the server ignores it or the file changed); it retries up to `retries` times
-    in a row without progress, waiting `backoff`, 2x, 4x... seconds between tries; checks `size` (bytes) and
-    `sha256` if given, and only then renames the file to `dest`. A body longer than the Content-Length its
+    in a row without progress, waiting `backoff`, 2x, 4x... seconds between tries, but only `stall_retries`
+    times after a try that waited `timeout` seconds (default TIMEOUT) for a silent server, so a dead server
+    costs about two timeouts; it gives up at once, keeping what arrived, when fewer than `min_rate` bytes a
+    second (default MIN_RATE) arrive over `slow_window` seconds (default SLOW_WINDOW). It checks `size` (bytes)
+    and `sha256` if given, and only then renames the file to `dest`. A body longer than the Content-Length its
     server announced (a misconfigured server: the file may be cut short) and an empty body are refused. A bad
     download is discarded, and an existing `dest` is only ever replaced by a complete, verified file. An
     interrupted download resumes on the next call.
@@ -51,11 +61,13 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, size:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    failures = 0
+    timeout = TIMEOUT if timeout is None else timeout
+    rate = (MIN_RATE if min_rate is None else min_rate, SLOW_WINDOW if slow_window is None else slow_window)
+    failures = stalls = 0
     while True:
         before = _size(part)
         try:
-            _transfer(url, part, timeout)
+            _transfer(url, part, timeout, rate)
             break
         except _Overrun as e:
             _discard(part)
@@ -64,6 +76,11 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, size:
                                 "Nothing was kept. Run again later; if it happens again, the server is "
                                 "misconfigured: download the file some other way (a browser) and put it at "
                                 f"{dest}.") from None
+        except _TooSlow as e:
+            raise DownloadError(f"Downloading {url} is too slow: {e.got:,} bytes arrived in the last {e.seconds:.0f} "
+                                f"s, under the minimum of {rate[0]:,.0f} bytes a second. What arrived is kept in "
+                                f"{part}: run again later to resume (download_url's min_rate= and slow_window= set "
+                                "the limit).") from None
         except urllib.error.HTTPError as e:
             if e.code == 416 and before:  # "range not satisfiable": our partial file is not a prefix of theirs
                 _discard(part)
@@ -75,17 +92,39 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, *, size:
             error: Exception = e
         except (OSError, http.client.HTTPException) as e:  # no network, timeouts, dropped connections
             error = e
-        failures = 0 if _size(part) > before else failures + 1
-        if failures > retries:
-            advice = (f"What arrived is kept in {part}: run again to resume." if _size(part) else
-                      "Nothing arrived: check the internet connection and run again.")
-            raise DownloadError(f"Downloading {url} failed {failures} times in a row ({error}). {advice}") from error
+        progress = _size(part) > before
+        failures = 0 if progress else failures + 1
+        stalls = 0 if progress or not _timed_out(error) else stalls + 1
+        if failures > retries or stalls > stall_retries:
+            raise DownloadError(f"Downloading {url} failed {failures} times in a row ({error}). "
+                                f"{_advice(error, part, timeout)}",
+                                getattr(error, "code", None)) from error
         if failures:
             sleep(backoff * 2 ** (failures - 1))
     _check_body(part, url, dest)
     _verify(part, url, sha256, size, dest)
     _meta(part).unlink(missing_ok=True)
     return commit_file(part, dest)
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a try ended because the server said nothing for `timeout` seconds."""
+    return isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
+
+
+def _advice(error: BaseException, part: Path, timeout: float) -> str:
+    """What to do after the last try failed, from what went wrong: the server's fault is not the connection's."""
+    kept = (f"What arrived is kept in {part}: run again later to resume." if _size(part) else
+            "Nothing arrived: run again later.")
+    if isinstance(error, urllib.error.HTTPError):
+        return (f"The server answered each time, with an error (HTTP {error.code}): it is the server that fails, "
+                f"not your internet connection. {kept}")
+    if _timed_out(error):
+        return (f"The server accepted the connection but then said nothing for {timeout:g} s: it is stuck or "
+                f"overloaded, not your internet connection. {kept}")
+    if _size(part):
+        return kept
+    return "Nothing arrived: check the internet connection and run again."
 
 
 def _size(path: Path) -> int:
@@ -102,7 +141,7 @@ def _discard(part: Path) -> None:
     _meta(part).unlink(missing_ok=True)
 
 
-def _transfer(url: str, part: Path, timeout: float) -> None:
+def _transfer(url: str, part: Path, timeout: float, rate: tuple[float, float] = (0.0, 60.0)) -> None:
     """One try: append the rest of `url` to `part`; raise if the connection ends before the file does."""
     offset, version = _resume_point(part, url)
     headers = {"User-Agent": "course_utils"}
@@ -117,7 +156,7 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         meta = {"url": url, "version": response.headers.get("ETag") or response.headers.get("Last-Modified")}
         atomic_write(_meta(part), lambda fh: fh.write(json.dumps(meta).encode()))
         total = _total_size(response, offset)
-        _stream(response, part, offset, total)
+        _stream(response, part, offset, total, rate)
     if total is not None and _size(part) < total:
         raise http.client.IncompleteRead(b"", total - _size(part))
 
@@ -151,9 +190,20 @@ class _Overrun(Exception):
 PEEK_WINDOW = io.DEFAULT_BUFFER_SIZE // 2
 
 
-def _stream(response, part: Path, offset: int, total: int | None) -> None:
+class _TooSlow(Exception):
+    """Fewer than the minimum rate's bytes arrived over the slow window."""
+
+    def __init__(self, got: int, seconds: float):
+        super().__init__(got, seconds)
+        self.got, self.seconds = got, seconds
+
+
+def _stream(response, part: Path, offset: int, total: int | None, rate: tuple[float, float] = (0.0, 60.0)) -> None:
     """Append the body of `response` to `part`. Before its announced end, look at what has arrived beyond it:
-    bytes there mean the Content-Length was too small, and the file stopped short (_Overrun)."""
+    bytes there mean the Content-Length was too small, and the file stopped short (_Overrun). `rate` is
+    (bytes a second, over seconds): slower than that, _TooSlow."""
+    min_rate, window = rate
+    since, got = time.monotonic(), 0  # the current window: when it began, what arrived in it
     left = None if total is None else total - offset
     with open(part, "ab" if offset else "wb") as f, \
          tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
@@ -167,6 +217,11 @@ def _stream(response, part: Path, offset: int, total: int | None) -> None:
                 break
             f.write(chunk)
             bar.update(len(chunk))
+            got += len(chunk)
+            if min_rate and time.monotonic() - since >= window:
+                if got < min_rate * window:
+                    raise _TooSlow(got, time.monotonic() - since)
+                since, got = time.monotonic(), 0
             if left is not None:
                 left -= len(chunk)
 
@@ -186,6 +241,25 @@ def _check_body(part: Path, url: str, dest: Path) -> None:
                             "browser to log in to the network, then run again.")
 
 
+def _ends_early(path: Path) -> bool:
+    """Whether `path` is a gzip or zip archive that ends before its own end (a prefix of a longer file)."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"PK":
+        return not zipfile.is_zipfile(path)  # a zip's directory is at its very end
+    if magic != b"\x1f\x8b":
+        return False
+    try:
+        with gzip.open(path) as f:
+            while f.read(CHUNK):
+                pass
+    except EOFError:
+        return True
+    except (OSError, zlib.error):
+        return False
+    return False
+
+
 def _looks_like_html(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(512).lstrip(b" \t\r\n\xef\xbb\xbf").lower()
@@ -194,13 +268,14 @@ def _looks_like_html(path: Path) -> bool:
 
 def _verify(part: Path, url: str, sha256: str | None, size: int | None, dest: Path) -> None:
     kept = f" {dest} was left as it was." if dest.exists() else ""
-    if size is not None and _size(part) != size:  # a cut-short file, told at once (no hashing of gigabytes)
+    if size is not None and _size(part) != size:  # told at once (no hashing of gigabytes)
         got = _size(part)
+        why = ("the download stopped short" if got < size and _ends_early(part) else
+               "it is a different file from the expected one (another version on the server), not one cut short")
         _discard(part)
-        raise ChecksumError(f"The file downloaded from {url} is {got:,} bytes, expected {size:,}: "
-                            f"{'the download stopped short' if got < size else 'it is not the expected file'}. "
-                            f"It was discarded.{kept} Run again to retry; if the same happens, the file on the "
-                            "server has changed: please report it.")
+        raise ChecksumError(f"The file downloaded from {url} is {got:,} bytes, expected {size:,}: {why}. It was "
+                            f"discarded.{kept} Run again to retry; if the same happens, the file on the server has "
+                            "changed: please report it.")
     if sha256 is None:
         return
     got = file_sha256(part)

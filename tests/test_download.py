@@ -121,7 +121,9 @@ def test_it_gives_up_after_the_retries_keeping_what_arrived(server, tmp_path, de
         fetch(url, tmp_path / "data.bin", delays, retries=2)
     part = tmp_path / "data.bin.part"
     assert str(err.value) == (f"Downloading {url} failed 3 times in a row (HTTP Error 503: Service Unavailable). "
-                              f"What arrived is kept in {part}: run again to resume.")
+                              "The server answered each time, with an error (HTTP 503): it is the server that "
+                              f"fails, not your internet connection. What arrived is kept in {part}: run again "
+                              "later to resume.")
     assert delays == [0.5, 1.0]
     assert part.read_bytes() == PAYLOAD[:1000] and not (tmp_path / "data.bin").exists()
     assert fetch(url, tmp_path / "data.bin", delays).read_bytes() == PAYLOAD  # the next call resumes
