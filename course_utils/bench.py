@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import io
 import json
@@ -44,7 +45,6 @@ from torchvision.transforms import v2
 from .amp import cpu_capability, cpu_has_native_bf16
 from .callbacks import CALLBACK_ORDER, Callback, CancelFit
 from .config import seed_everything
-from .learner import model_builder
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
 
 PLANET_TINY = Path(__file__).resolve().parents[1] / "data" / "planet_tiny"
@@ -262,11 +262,11 @@ def bench_plain_train(kind: str, root: Path, size, bs: int, n: int) -> dict:
     """The baseline: the same model as the library's, freshly built, trained by a plain fp32 loop over the
     plain Dataset (num_workers=0, as on a CPU), so the difference is the library's loop and pipeline."""
     ds = plain_seg(root, size) if kind == "unet" else plain_planet(root, size)
-    spec = {**lib_learner(kind, root, size, bs, bs).model_spec, "pretrained": False}
-    if kind != "unet":
-        spec["n_out"] = ds.targets.shape[1]  # every tag of the whole CSV, as the plain Dataset encodes them
+    spec = lib_learner(kind, root, size, bs, bs).model_spec
+    if kind != "unet":  # every tag of the whole CSV, as the plain Dataset encodes them
+        spec = dataclasses.replace(spec, n_out=int(ds.targets.shape[1]))
     torch.manual_seed(0)
-    model = model_builder(spec)(spec)
+    model = spec.build()
     loss_fn = nn.CrossEntropyLoss() if kind == "unet" else nn.BCEWithLogitsLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     times = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import functools
 import gc
-import importlib
 import itertools
 import math
 import warnings
@@ -26,7 +25,17 @@ from .config import announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
-from .persist import atomic_save, check_classes_fit, check_export, load_weights, safe_load, seal_export
+from .persist import (
+    ModelSpec,
+    atomic_save,
+    check_data_fits,
+    check_export,
+    check_finite,
+    check_spec_fits_weights,
+    load_weights,
+    safe_load,
+    seal_export,
+)
 
 __all__ = ["Learner", "load_learner", "lr_find", "lr_range", "safe_load", "unfreeze_slice"]
 
@@ -109,7 +118,7 @@ class Learner:
     def __init__(self, data: DataBunch, model: nn.Module, loss_func: Callable | None = None, metrics=None,
                  wd: float = 1e-2, train_bn: bool = True, path: str | Path | None = None, model_dir: str = "models",
                  layer_groups: Sequence[nn.Module] | None = None, callbacks: Sequence = (),
-                 model_spec: dict | None = None):
+                 model_spec: ModelSpec | None = None):
         self.data, self.model = data, model.to(data.device)
         self.loss_func = loss_func or data.loss_func
         metrics = metrics if isinstance(metrics, (list, tuple)) else ([metrics] if metrics else [])
@@ -500,9 +509,10 @@ class Learner:
             raise ValueError("This model was not built by one of the course's learner builders (cnn_learner, "
                              "unet_learner, language_model_learner, text_classifier_learner), so export cannot "
                              "rebuild it; use learn.save() and rebuild the model yourself.")
-        state = {"model_spec": self.model_spec, "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
-                 "data": self.data.export_state()}
         f = self.path / fname
+        weights = {k: v.cpu() for k, v in self.model.state_dict().items()}
+        check_finite(weights, f, exporting=True)  # a diverged model would predict NaN wherever it is loaded
+        state = {"model_spec": self.model_spec.to_state(), "model": weights, "data": self.data.export_state()}
         self._write(seal_export(state), f)
         return f
 
@@ -527,13 +537,6 @@ def _warn_other_classes(saved, current, f: Path) -> None:
                       stacklevel=3)
 
 
-def model_builder(spec: dict, key: str = "builder") -> Callable:
-    """What a `model_spec` names ("module:name") under `key`: the function that builds its model ("builder"), or
-    the Learner class to load it in ("learner"); `check_export` vets both first."""
-    module, _, name = spec[key].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def lr_find(learn: Learner, *args, **kwargs) -> None:
     """The lesson video's function form, `lr_find(learn)`: the same as `learn.lr_find()`."""
     learn.lr_find(*args, **kwargs)
@@ -546,21 +549,42 @@ def load_learner(path: str | Path, fname: str = "export.pkl", test=None,
     `test`: unlabelled items to predict (an ItemList such as `ImageList.from_folder(path/'test-jpg')`, or a list of
     paths); they become `learn.data.test_ds`, predicted in order by `learn.get_preds(ds_type=DatasetType.Test)`.
 
-    The file holds only tensors and plain values (loaded with `weights_only=True`): nothing in it can run code."""
+    The file holds only tensors and plain values (loaded with `weights_only=True`): nothing in it can run code.
+    Everything in it is checked before it is used (`check_export`): a damaged or edited file is refused with its
+    name and what to do, never a traceback from deep inside torch, and a model is built only once its spec is
+    known to fit the weights stored beside it. A `pretrained` in an old export's spec is ignored: the weights
+    are in the file, so nothing is downloaded."""
     path = Path(path)
     f = path / fname if path.is_dir() else path
     if not f.is_file():
         raise FileNotFoundError(f"No exported learner at {f}; call learn.export() first.")
-    state = safe_load(f, map_location="cpu")  # tensors land on the CPU, so a GPU-made export loads anywhere
-    check_export(state, f)  # damage, another version, a builder that is not ours: refused before anything runs
-    spec = state["model_spec"]
-    builder = model_builder(spec)  # imported first: it defines the data's types (text)
-    data = DataBunch.from_state(state["data"], f.parent, device=torch.device(device) if device else None)
-    check_classes_fit(data.classes, spec.get("n_out"), f)
-    model = builder(spec)
-    load_weights(model, state["model"], f, _REBUILD)
-    learner_cls = model_builder(spec, "learner") if spec.get("learner") else Learner
-    learn = learner_cls(data, model, path=f.parent, model_spec=spec)
+    device = torch.device(device) if device else None
+    try:
+        learn = _rebuild(f, device)
+    except Exception as e:
+        if str(f) in str(e):  # already says which file and what to do
+            raise
+        raise ValueError(f"{f} could not be loaded: {_first_line(e)} ({type(e).__name__}). The file was edited, "
+                         "damaged, or written by another version of course_utils; export it again with "
+                         "learn.export().") from e
     if test is not None:
         learn.data.add_test(test)
     return learn
+
+
+def _rebuild(f: Path, device: torch.device | None) -> Learner:
+    """The learner exported in `f`, each part checked before the next is built (see `load_learner`)."""
+    state = safe_load(f, map_location="cpu")  # tensors land on the CPU, so a GPU-made export loads anywhere
+    spec = check_export(state, f)  # damage, another version, a builder that is not ours: refused before anything runs
+    spec.builder_function()  # imported first: it defines the data's types (text)
+    data = DataBunch.from_state(state["data"], f.parent, device=device)
+    check_data_fits(data, spec, f)
+    check_spec_fits_weights(spec, state["model"], f)
+    model = spec.build()
+    load_weights(model, state["model"], f, _REBUILD)
+    return (spec.learner_class() or Learner)(data, model, path=f.parent, model_spec=spec)
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

@@ -49,20 +49,20 @@ PLANET = "planet-understanding-the-amazon-from-space"
 # tokens WT103 lacks), still after the smoke training.
 EXPECT = {
     "lesson3-planet.ipynb": {
-        "learn.model_spec['arch']": "resnet50", "_pretrained(learn)": True, "SIZE": 128,
+        "learn.model_spec.options['arch']": "resnet50", "_pretrained(learn)": True, "SIZE": 128,
         "tuple(data.train_ds[0][0].shape)": (3, 256, 256),  # progressive resizing: 2 * SIZE
         "(path / 'export.pkl').is_file()": True,
         "'tags' in globals() and probs.shape == (data.c,)": True, "open_image(img_path).mode": "RGB"},
     "lesson3-camvid.ipynb": {
-        "learn.model_spec['builder']": "course_utils.vision.unet:unet_model",
-        "learn.model_spec['arch']": "resnet34", "_pretrained(learn)": True,
+        "learn.model_spec.builder": "unet",
+        "learn.model_spec.options['arch']": "resnet34", "_pretrained(learn)": True,
         "tuple(int(v) for v in size)": (360, 480), "tuple(data.train_ds[0][0].shape)": (3, 720, 960),
         "len(codes)": 32},
     "lesson3-data-block.ipynb": {
         "PLANET_SIZE": 128, "CAMVID_SIZE": (360, 480), "mnist.name": "mnist_tiny", "coco.name": "coco_tiny",
         "len(codes)": 32},
     "lesson3-head-pose.ipynb": {
-        "learn.model_spec['arch']": "resnet34", "_pretrained(learn)": True, "SIZE": (120, 160),
+        "learn.model_spec.options['arch']": "resnet34", "_pretrained(learn)": True, "SIZE": (120, 160),
         "tuple(data.train_ds[0][0].shape)": (3, 120, 160), "FNAME": "09/frame_00667_rgb.jpg",
         "img.size": (640, 480), "tuple(point.shape)": (1, 2)},
     "lesson3-imdb.ipynb": {
@@ -70,7 +70,7 @@ EXPECT = {
         "tuple(learn.encoder.encoder.weight.shape)[1]": files.AWD_LSTM_SIZES[0],
         "len(learn.encoder.rnns)": files.AWD_LSTM_SIZES[2]},
     "lesson3-your-own-data.ipynb": {
-        "learn.model_spec['arch']": "resnet34", "_pretrained(learn)": True, "SIZE": 224,
+        "learn.model_spec.options['arch']": "resnet34", "_pretrained(learn)": True, "SIZE": 224,
         "(learn.path / 'export.pkl').is_file()": True, "_pretrained(inference)": True,
         "sorted(learn.data.classes)": ["clear", "cloudy", "haze", "partly_cloudy"]},
 }

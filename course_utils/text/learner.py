@@ -13,7 +13,7 @@ import torch
 from ..callbacks import CALLBACK_ORDER, Callback
 from ..learner import Learner
 from ..metrics import accuracy
-from ..persist import atomic_save, load_weights, safe_load
+from ..persist import ModelSpec, atomic_save, load_weights, safe_load
 from .data import TextClasDataBunch, TextLMDataBunch
 from .models import AWD_LSTM, clas_layer_groups, language_model, lm_layer_groups, load_wt103, text_classifier_model
 from .tokenize import BOS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK
@@ -148,9 +148,8 @@ def language_model_learner(data: TextLMDataBunch, arch: type = AWD_LSTM, *, pret
     last layer group (the embedding and decoder). `arch` may be left out, as in the video (AWD_LSTM is the
     only one); the video's `pretrained_model=URLs.WT103` is refused with what to type instead."""
     _arch_check(arch, pretrained_model, "lm")
-    spec = {"builder": "course_utils.text.models:language_model",
-            "learner": "course_utils.text.learner:LanguageLearner", "vocab_sz": len(data.vocab),
-            "config": dict(config) if config else None, "drop_mult": drop_mult}
+    spec = ModelSpec("language_model", len(data.vocab), {"config": dict(config) if config else None,
+                                                         "drop_mult": drop_mult}, learner="LanguageLearner")
     model = language_model(spec)
     return _awd_lstm_learner(LanguageLearner, data, model, lm_layer_groups(model), pretrained, pretrained_fnames,
                              metrics, wd=wd, model_spec=spec, **kwargs)
@@ -165,9 +164,9 @@ def text_classifier_learner(data: TextClasDataBunch, arch: type = AWD_LSTM, *, p
     concat-pooling head. Load the fine-tuned language model's encoder with `load_encoder`. `arch` may be left
     out, as in the video (AWD_LSTM is the only one)."""
     _arch_check(arch, pretrained_model, "clas")
-    spec = {"builder": "course_utils.text.models:text_classifier_model", "vocab_sz": len(data.vocab),
-            "n_class": data.c, "config": dict(config) if config else None, "drop_mult": drop_mult, "bptt": bptt,
-            "max_len": max_len, "lin_ftrs": lin_ftrs, "ps": ps}
+    spec = ModelSpec("text_classifier", data.c, {"vocab_sz": len(data.vocab),
+                                                 "config": dict(config) if config else None, "drop_mult": drop_mult,
+                                                 "bptt": bptt, "max_len": max_len, "lin_ftrs": lin_ftrs, "ps": ps})
     model = text_classifier_model(spec)
     return _awd_lstm_learner(RNNLearner, data, model, clas_layer_groups(model), pretrained, pretrained_fnames,
                              metrics, wd=wd, model_spec=spec, **kwargs)

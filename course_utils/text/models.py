@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..download import DATASETS, download_dataset
-from ..persist import load_weights, safe_load
+from ..persist import ModelSpec, load_weights, safe_load
 
 __all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout", "WeightDropLSTM",
            "LinearDecoder", "SequentialRNN", "MultiBatchEncoder", "PoolingLinearClassifier", "get_language_model",
@@ -217,16 +217,18 @@ def get_text_classifier(vocab_sz: int, n_class: int, config: dict | None = None,
     return SequentialRNN(encoder, head)
 
 
-def language_model(spec: dict) -> SequentialRNN:
-    """The language model `language_model_learner` built, from its spec (plain values); what `load_learner`
+def language_model(spec: ModelSpec) -> SequentialRNN:
+    """The language model `language_model_learner` built, from its spec (outputs: the vocabulary); what
+    `load_learner` rebuilds."""
+    return get_language_model(spec.n_out, spec.options["config"], spec.options["drop_mult"])
+
+
+def text_classifier_model(spec: ModelSpec) -> SequentialRNN:
+    """The classifier `text_classifier_learner` built, from its spec (outputs: the classes); what `load_learner`
     rebuilds."""
-    return get_language_model(spec["vocab_sz"], spec["config"], spec["drop_mult"])
-
-
-def text_classifier_model(spec: dict) -> SequentialRNN:
-    """The classifier `text_classifier_learner` built, from its spec (plain values); what `load_learner` rebuilds."""
-    return get_text_classifier(spec["vocab_sz"], spec["n_class"], spec["config"], spec["drop_mult"], spec["bptt"],
-                               spec["max_len"], spec["lin_ftrs"], spec["ps"])
+    o = spec.options
+    return get_text_classifier(o["vocab_sz"], spec.n_out, o["config"], o["drop_mult"], o["bptt"], o["max_len"],
+                               o["lin_ftrs"], o["ps"])
 
 
 def lm_layer_groups(model: SequentialRNN) -> list[nn.Module]:

@@ -13,6 +13,7 @@ from torchvision import models  # noqa: F401  (re-exported: `models.resnet34`, a
 
 from ..data_block import DataBunch
 from ..learner import Learner
+from ..persist import ModelSpec
 
 __all__ = ["cnn_learner", "create_cnn", "create_body", "create_head", "cnn_model", "AdaptiveConcatPool2d", "models"]
 
@@ -130,12 +131,14 @@ def num_features(body: nn.Module) -> int:
     return nf
 
 
-def cnn_model(spec: dict) -> nn.Sequential:
-    """Body + head from a spec (arch name, outputs, head settings); what `load_learner` rebuilds."""
-    body = create_body(load_arch(spec["arch"], spec.get("pretrained", False)), spec.get("cut"))
-    lin_ftrs = spec["lin_ftrs"]
+def cnn_model(spec: ModelSpec, pretrained: bool = False) -> nn.Sequential:
+    """Body + head from a spec (arch name, outputs, head settings); what `load_learner` rebuilds (never
+    `pretrained`: the weights are in the export)."""
+    opts = spec.options
+    body = create_body(load_arch(opts["arch"], pretrained), opts.get("cut"))
+    lin_ftrs = opts["lin_ftrs"]
     lin_ftrs = [lin_ftrs] if isinstance(lin_ftrs, int) else lin_ftrs  # exports made before lin_ftrs became a list
-    head = create_head(num_features(body), spec["n_out"], lin_ftrs, spec["ps"], spec["bn_final"])
+    head = create_head(num_features(body), spec.n_out, lin_ftrs, opts["ps"], opts["bn_final"])
     return nn.Sequential(body, head)
 
 
@@ -170,9 +173,9 @@ def cnn_learner(data: DataBunch, arch: Callable | str, *, pretrained: bool = Tru
     regression = data.train_ds.y.is_regression
     if ps is None:
         ps = 0.0 if regression else 0.5
-    spec = {"builder": "course_utils.vision.models:cnn_model", "arch": arch_name(arch), "n_out": data.c, "cut": cut,
-            "lin_ftrs": list(lin_ftrs or [512]), "ps": ps, "bn_final": bn_final}
-    model = cnn_model({**spec, "pretrained": pretrained})
+    spec = ModelSpec("cnn", data.c, {"arch": arch_name(arch), "cut": cut, "lin_ftrs": list(lin_ftrs or [512]),
+                                     "ps": ps, "bn_final": bn_final})
+    model = cnn_model(spec, pretrained)
     if regression:
         zero_last_linear(model[1])
     learn = Learner(data, model, metrics=metrics, wd=wd, layer_groups=layer_groups(model), model_spec=spec, **kwargs)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..data_block import DataBunch
 from ..learner import Learner
+from ..persist import ModelSpec
 from .models import arch_name, create_body, load_arch, split_body
 
 __all__ = ["unet_learner", "unet_model", "DynamicUnet", "PixelShuffleICNR", "UnetBlock", "icnr_"]
@@ -169,11 +170,13 @@ class UnetDecoder(nn.Module):
         return self.final(h)
 
 
-def unet_model(spec: dict) -> DynamicUnet:
-    """A DynamicUnet from a spec (arch name, classes, options); what `load_learner` rebuilds."""
-    encoder = create_body(load_arch(spec["arch"], spec.get("pretrained", False)), spec.get("cut"))
-    return DynamicUnet(encoder, spec["n_out"], blur=spec["blur"], blur_final=spec["blur_final"],
-                       last_cross=spec["last_cross"], bottle=spec["bottle"])
+def unet_model(spec: ModelSpec, pretrained: bool = False) -> DynamicUnet:
+    """A DynamicUnet from a spec (arch name, classes, options); what `load_learner` rebuilds (never `pretrained`:
+    the weights are in the export)."""
+    opts = spec.options
+    encoder = create_body(load_arch(opts["arch"], pretrained), opts.get("cut"))
+    return DynamicUnet(encoder, spec.n_out, blur=opts["blur"], blur_final=opts["blur_final"],
+                       last_cross=opts["last_cross"], bottle=opts["bottle"])
 
 
 def unet_layer_groups(model: DynamicUnet) -> list[nn.Module]:
@@ -189,9 +192,9 @@ def unet_learner(data: DataBunch, arch: Callable | str, *, pretrained: bool = Tr
 
     With `pretrained=True` the encoder starts from ImageNet weights and is frozen (only the decoder
     trains) until `learn.unfreeze()`. The loss, per-pixel cross entropy, comes from the data."""
-    spec = {"builder": "course_utils.vision.unet:unet_model", "arch": arch_name(arch), "n_out": data.c, "cut": cut,
-            "blur": blur, "blur_final": blur_final, "last_cross": last_cross, "bottle": bottle}
-    model = unet_model({**spec, "pretrained": pretrained})
+    spec = ModelSpec("unet", data.c, {"arch": arch_name(arch), "cut": cut, "blur": blur, "blur_final": blur_final,
+                                      "last_cross": last_cross, "bottle": bottle})
+    model = unet_model(spec, pretrained)
     learn = Learner(data, model, metrics=metrics, wd=wd, layer_groups=unet_layer_groups(model), model_spec=spec,
                     **kwargs)
     if pretrained:
