@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,8 @@ from .persist import atomic_save, safe_load
 from .tables import column_name, read_csv
 
 __all__ = ["DatasetType", "tensor", "TransformConfig", "ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch",
-           "CategoryList", "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize", "load_data"]
+           "CategoryList", "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize", "load_data",
+           "problem_list", "problem_kind"]
 
 # Names from the lesson video that were renamed; looking one up says what to call instead.
 RENAMED = {
@@ -301,16 +303,35 @@ class ItemList:
             _warn_empty_valid("no item was chosen for validation")
         return self.split_by_idxs(np.setdiff1d(np.arange(len(self)), valid), valid)
 
-    def _copies_together(self, valid: np.ndarray) -> np.ndarray:
-        """Validation indices with every copy of a repeated item on the side of its first copy, so a random split
-        never puts the same file (or text) on both sides. Explicit splits are left as the user made them."""
+    def _copies_together(self, perm: np.ndarray, n_valid: int) -> np.ndarray:
+        """About `n_valid` validation indices drawn in the order of `perm`, each repeated item (the same file or text
+        listed twice) taken with all its copies, so a random split never puts one item on both sides and the
+        validation share stays near the one asked for. Without repeats: the first `n_valid` of `perm`."""
         keys = [str(o) for o in self.items]
         if len(set(keys)) == len(keys):
-            return valid
-        first, in_valid = {}, set(valid.tolist())
+            return perm[:n_valid]
+        copies: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
-            first.setdefault(k, i)
-        return np.array([i for i, k in enumerate(keys) if first[k] in in_valid], dtype=int)
+            copies.setdefault(k, []).append(i)
+        valid, taken = [], set()
+        for i in perm:
+            if len(valid) >= n_valid:
+                break
+            group = copies[keys[i]]
+            if keys[i] in taken or len(valid) + len(group) / 2 > n_valid:
+                continue  # a group that would overshoot the share by more than half of itself is left in training
+            taken.add(keys[i])
+            valid.extend(group)
+        valid = np.array(sorted(valid), dtype=int)
+        if n_valid and (len(valid) == 0 or len(valid) == len(keys)):
+            dups = sorted(((len(g), k) for k, g in copies.items() if len(g) > 1), reverse=True)
+            shown = ", ".join(f"{self.item_name(self.items[copies[k][0]])} ({n} times)" for n, k in dups[:3])
+            side = "validation" if len(valid) == 0 else "training"
+            raise ValueError(f"split_by_rand_pct leaves the {side} set empty because the "
+                             f"items repeat: {len(dups)} of them are listed several times (e.g. {shown}), and all "
+                             "copies of an item stay on one side. Remove the repeated rows, or choose another "
+                             "valid_pct.")
+        return valid
 
     def split_none(self) -> "ItemLists":
         """Everything in training, an empty validation set."""
@@ -322,7 +343,7 @@ class ItemList:
             raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}.")
         perm = (np.random.default_rng(seed).permutation(len(self)) if seed is not None
                 else np.random.permutation(len(self)))
-        return self.split_by_idx(self._copies_together(perm[: int(valid_pct * len(self))]))
+        return self.split_by_idx(self._copies_together(perm, int(valid_pct * len(self))))
 
     def split_by_valid_func(self, func: Callable) -> "ItemLists":
         """Items for which `func(item)` is true go to validation."""
@@ -365,6 +386,39 @@ class ItemList:
     label_from_df = label_from_func = label_from_folder = label_from_lists = label_for_lm = _label_by_split_first
 
 
+# Kinds of problem found before training, each recognised by words its messages use, in the order listed.
+_PROBLEM_KINDS = (("files that do not exist", ("does not exist", "do not exist", "no such file")),
+                  ("files that cannot be read", ("cannot read", "cannot decode", "cannot identify")),
+                  ("masks", ("mask",)), ("points", ("point",)), ("boxes", ("box",)),
+                  ("labels", ("label", "class")))
+
+
+def problem_kind(message: str) -> str:
+    """The kind of a problem message (see `_PROBLEM_KINDS`): what a grouped report files it under."""
+    low = message.lower()
+    return next((kind for kind, words in _PROBLEM_KINDS if any(w in low for w in words)), "other problems")
+
+
+def problem_list(problems: Sequence[str], shown: int = 5) -> str:
+    """Problem messages as indented lines: all of one kind as a plain list (the first 20), several kinds grouped,
+    each with its count and its first `shown` messages, so a long list of one kind cannot hide the others."""
+    groups: dict[str, list[str]] = {}
+    for p in problems:
+        groups.setdefault(problem_kind(p), []).append(p)
+    if len(groups) == 1:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        return "\n".join(f"  - {p}" for p in problems[:20]) + more
+    order = [k for k, _ in _PROBLEM_KINDS] + ["other problems"]
+    lines = []
+    for kind in sorted(groups, key=order.index):
+        found = groups[kind]
+        lines.append(f"  {kind} ({len(found)}):")
+        lines.extend(f"    - {p}" for p in found[:shown])
+        if len(found) > shown:
+            lines.append(f"    ... and {len(found) - shown} more")
+    return "\n".join(lines)
+
+
 def _warn_broken_links(broken: list[Path], path: Path) -> None:
     shown = ", ".join(f"{f.relative_to(path)} -> {os.readlink(f)}" for f in broken[:5])
     warnings.warn(f"{len(broken)} link(s) under {path} point to files that do not exist and were left out: {shown}"
@@ -394,9 +448,34 @@ class ItemLists:
             raise AttributeError(f"`{name}` is the lesson video's name; it is now `{RENAMED[name]}`.")
         raise AttributeError(f"ItemLists has no attribute {name!r}")
 
+    @contextmanager
+    def _with_file_problems(self):
+        """A labelling error also lists every file that cannot be used (missing, unreadable; checked only then), so
+        one run names all the problems of the data, not one kind per run."""
+        try:
+            yield
+        except ValueError as e:
+            if getattr(e, "files_checked", False):
+                raise
+            found = [p for x in (self.train, self.valid) for p in x.check_for_training()]
+            if not found:
+                e.files_checked = True
+                raise
+            err = ValueError(f"{e}\nThe files have problems too ({len(found)} of "
+                             f"{len(self.train) + len(self.valid)}), all listed now so you can fix everything at "
+                             f"once:\n{problem_list(found)}")
+            err.files_checked = True
+            raise err from e
+
     def label_from_lists(self, train_labels: Sequence, valid_labels: Sequence, label_cls: type | None = None,
                          **kwargs) -> "LabelLists":
-        """Label with explicit label lists; the label type picks the loss (see `_pick_label_cls`)."""
+        """Label with explicit label lists; the label type picks the loss (see `_pick_label_cls`). A label that
+        cannot be used raises one error that also lists the files that cannot (see `_with_file_problems`)."""
+        with self._with_file_problems():
+            return self._label_from_lists(train_labels, valid_labels, label_cls, **kwargs)
+
+    def _label_from_lists(self, train_labels: Sequence, valid_labels: Sequence, label_cls: type | None = None,
+                          **kwargs) -> "LabelLists":
         if isinstance(label_cls, type) and issubclass(label_cls, ItemList) and not issubclass(label_cls, TargetList):
             raise TypeError(f"`label_cls={label_cls.__name__}` is the lesson video's spelling: here the kind of items "
                             f"comes first: start the chain with `{label_cls.__name__}.from_folder(...)` (or from_csv) "
@@ -433,7 +512,8 @@ class ItemLists:
             return tags
         if label_delim is not None or isinstance(cols, (list, tuple)):
             kwargs.setdefault("label_cls", MultiCategoryList)
-        train, valid = labels(self.train), labels(self.valid)
+        with self._with_file_problems():
+            train, valid = labels(self.train), labels(self.valid)
         if label_delim is not None and not isinstance(cols, (list, tuple)):
             _warn_untagged(column_name(self.train.inner_df, cols, "label"), [(self.train, train), (self.valid, valid)])
         return self.label_from_lists(train, valid, **kwargs)
@@ -557,14 +637,13 @@ class LabelLists:
         return res
 
     def check_for_training(self) -> None:
-        """Raise one error listing every item that would stop training (see `ItemList.check_for_training`)."""
+        """Raise one error listing every item that would stop training (see `ItemList.check_for_training`),
+        grouped by kind (missing files, unreadable files, masks, points, boxes, labels) when there are several."""
         sets = [ds for ds in (self.train, self.valid, self.test) if ds is not None]
         problems = [p for ds in sets for p in ds.x.check_for_training(ds.y, ds.cfg)]
         if problems:
             n = sum(len(ds) for ds in sets)
-            shown = "\n".join(f"  - {p}" for p in problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise ValueError(f"{len(problems)} of {n} items cannot be used for training:\n{shown}{more}\n"
+            raise ValueError(f"{len(problems)} of {n} items cannot be used for training:\n{problem_list(problems)}\n"
                              "Fix or remove them (or drop their rows from the CSV), then build the DataBunch again. "
                              "Found before training; `databunch(check=False)` skips this check.")
 
@@ -674,7 +753,8 @@ class CategoryList(TargetList):
 
     @classmethod
     def from_labels(cls, labels: Sequence, x: ItemList, classes: Sequence | None = None, **kwargs) -> "CategoryList":
-        classes = list(classes) if classes is not None else sorted(set(labels))
+        labels = _one_form(labels, warn=True)
+        classes = _one_form(classes) if classes is not None else sorted(set(labels))
         if len(classes) < 2:
             warnings.warn(f"The training labels hold only one class ({classes}): a classifier needs at least two "
                           "to learn anything, and it will score a meaningless accuracy of 1.0. Check the labelling "
@@ -685,6 +765,7 @@ class CategoryList(TargetList):
 
     def labels_for_valid(self, labels, valid_x):
         idx = {c: i for i, c in enumerate(self.classes)}
+        labels = _one_form(labels)
         keep = [i for i, o in enumerate(labels) if o in idx]
         if len(keep) == len(labels):
             return self.new([idx[o] for o in labels]), None
@@ -732,8 +813,10 @@ class MultiCategoryList(CategoryList):
 
     @classmethod
     def from_labels(cls, labels, x, classes=None, **kwargs):
-        labels = [_as_list(o) for o in labels]
-        classes = list(classes) if classes is not None else sorted({t for o in labels for t in o})
+        raw = [_as_list(o) for o in labels]
+        _one_form([t for o in raw for t in o], warn=True)
+        labels = [_one_form(o) for o in raw]
+        classes = _one_form(classes) if classes is not None else sorted({t for o in labels for t in o})
         flat = [t for o in labels for t in o]
         _check_known(flat, classes, x, rows=[i for i, o in enumerate(labels) for _ in o])
         idx = {c: i for i, c in enumerate(classes)}
@@ -741,7 +824,7 @@ class MultiCategoryList(CategoryList):
 
     def labels_for_valid(self, labels, valid_x):
         idx = {c: i for i, c in enumerate(self.classes)}
-        labels = [_as_list(o) for o in labels]
+        labels = [_one_form(_as_list(o)) for o in labels]
         unknown = sorted({t for o in labels for t in o if t not in idx})
         if unknown:
             warnings.warn(f"Validation labels the training set lacks were dropped: {', '.join(unknown[:5])}.")
@@ -849,6 +932,25 @@ def _cfg_from_state(options: dict, train: bool) -> TransformConfig:
     return TransformConfig.from_options(options, train=train)
 
 
+def _one_form(labels: Iterable, warn: bool = False) -> list:
+    """Text labels in one Unicode form (NFC): "café" typed on Linux is one character "é", a folder made on macOS
+    spells it "e" + accent; the two look the same and must be one class. With `warn`, say so when two spellings
+    of one name were merged."""
+    labels = list(labels)
+    res = [unicodedata.normalize("NFC", o) if isinstance(o, str) else o for o in labels]
+    given = {o for o in labels if isinstance(o, str)}
+    if warn and len(given) > len({unicodedata.normalize("NFC", o) for o in given}):
+        by_form: dict[str, set] = {}
+        for o in given:
+            by_form.setdefault(unicodedata.normalize("NFC", o), set()).add(o)
+        merged = sorted(k for k, v in by_form.items() if len(v) > 1)
+        warnings.warn(f"The labels spell {len(merged)} class name(s) in two Unicode forms that look the same "
+                      f"({', '.join(map(repr, merged[:5]))}: one written as a single accented letter, one as a "
+                      "letter plus an accent, as macOS writes file names); each was read as one class.",
+                      stacklevel=5)
+    return res
+
+
 def _as_list(o) -> list:
     if o is None or (isinstance(o, float) and np.isnan(o)):
         return []
@@ -856,14 +958,17 @@ def _as_list(o) -> list:
 
 
 def _check_known(labels: Sequence, classes: Sequence, x: ItemList, rows: Sequence[int] | None = None) -> None:
-    """Fail with the row of the first label that is not in the given classes."""
+    """Fail naming the first label that is not in the given classes, with how many such labels there are."""
     known = set(classes)
-    for k, o in enumerate(labels):
-        if o not in known:
-            row = rows[k] if rows is not None else k
-            raise ValueError(f"Label {o!r} of training item {x.item_name(x.items[row])} is not in the classes you "
-                             f"gave ({len(known)} classes: {list(classes)[:8]}...). "
-                             "Add it to `classes` or fix the label.")
+    bad = [k for k, o in enumerate(labels) if o not in known]
+    if bad:
+        k = bad[0]
+        row = rows[k] if rows is not None else k
+        others = f" ({len(bad)} labels in all are not, e.g. {sorted({str(labels[j]) for j in bad})[:5]})" \
+            if len(bad) > 1 else ""
+        raise ValueError(f"Label {labels[k]!r} of training item {x.item_name(x.items[row])} is not in the classes "
+                         f"you gave ({len(known)} classes: {list(classes)[:8]}...){others}. "
+                         "Add it to `classes` or fix the label.")
 
 
 def _warn_other_separators(tags: list[list[str]], col: str, label_delim: str, x: ItemList) -> None:

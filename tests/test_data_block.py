@@ -394,3 +394,111 @@ def test_label_from_re_labels_with_the_first_group_and_names_a_file_it_cannot_la
                for i, p in enumerate(labelled.train.x.items))
     with pytest.raises(ValueError, match=r"does not match .*\.png"):
         src.label_from_re(r"/(\d+)_[a-z]+\.png$")
+
+
+# --- every problem of the data in one report -------------------------------------------------------------
+def _jpeg_folder(tmp_path, n=12, tags=None):
+    """n small JPEGs 0.jpg ... in tmp_path/img, with a CSV naming them (and their tags); 3.jpg is cut in half and
+    5.jpg is empty, as a copy that was interrupted leaves them."""
+    (tmp_path / "img").mkdir()
+    for i in range(n):
+        Image.new("RGB", (16, 16), (i * 20, 40, 90)).save(tmp_path / "img" / f"{i}.jpg", quality=95)
+    data = (tmp_path / "img" / "3.jpg").read_bytes()
+    (tmp_path / "img" / "3.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "img" / "5.jpg").write_bytes(b"")
+    tags = tags or ["a b" if i % 2 else "a" for i in range(n)]
+    return pd.DataFrame({"name": [str(i) for i in range(n)], "tags": tags})
+
+
+def test_a_missing_file_is_reported_with_the_unreadable_ones(tmp_path):
+    """A table naming a missing file, with a truncated and an empty JPEG among the rest: one error names all three."""
+    df = _jpeg_folder(tmp_path)
+    df = pd.concat([df, pd.DataFrame({"name": ["nope"], "tags": ["a"]})], ignore_index=True)
+    with pytest.raises(FileNotFoundError) as e:
+        ImageList.from_df(df, tmp_path, folder="img", suffix=".jpg")
+    msg = str(e.value)
+    assert msg.startswith("1 of 13 images listed in the table do not exist, e.g. ") and "nope.jpg" in msg
+    assert "problems too (2)" in msg and "3.jpg" in msg and "5.jpg" in msg
+
+
+def test_a_missing_label_is_reported_with_the_unreadable_files(tmp_path):
+    df = _jpeg_folder(tmp_path, tags=["a", None] + ["b"] * 10)
+    il = ImageList.from_df(df, tmp_path, folder="img", suffix=".jpg")
+    with pytest.raises(ValueError, match=r"(?s)1 row\(s\) have no label in column 'tags'.*img/1.jpg.*"
+                                         r"The files have problems too \(2 of 12\)") as e:
+        il.split_none().label_from_df("tags")
+    assert "3.jpg" in str(e.value) and "5.jpg" in str(e.value)
+
+
+def test_the_databunch_check_groups_problems_by_kind_with_counts(tmp_path):
+    df = _jpeg_folder(tmp_path)
+    il = ImageList.from_df(df, tmp_path, folder="img", suffix=".jpg")
+    (tmp_path / "img" / "7.jpg").unlink()  # gone after listing
+    src = il.split_none().label_from_df("tags", label_delim=" ").transform(None, size=16)
+    with pytest.raises(ValueError) as e:
+        src.databunch(bs=2, num_workers=0)
+    msg = str(e.value)
+    assert msg.startswith("3 of 12 items cannot be used for training:\n")
+    assert "  files that do not exist (1):\n    - " in msg and "7.jpg" in msg
+    assert "  files that cannot be read (2):\n    - " in msg
+
+
+def test_a_long_problem_list_shows_the_first_few_of_each_kind():
+    from course_utils.data_block import problem_list
+    found = [f"Image {i}.jpg does not exist." for i in range(50)] + ["Cannot read image x.jpg: truncated."]
+    text = problem_list(found)
+    assert "files that do not exist (50):" in text and "... and 45 more" in text and "x.jpg" in text
+    assert len(text.splitlines()) == 9
+
+
+# --- repeated rows, Unicode names -----------------------------------------------------------------------
+def test_a_table_naming_few_files_many_times_gives_a_short_warning(tmp_path):
+    """200,000 rows naming 24 files: the warning counts each file's rows and shows the first few, not all."""
+    (tmp_path / "img").mkdir()
+    for i in range(24):
+        Image.new("RGB", (4, 4)).save(tmp_path / "img" / f"{i}.png")
+    df = pd.DataFrame({"name": [str(i % 24) for i in range(200_000)], "label": "a"})
+    with pytest.warns(UserWarning, match=r"names 24 image\(s\) more than once: img/0.png \(8334 rows: 2, 26, 50, "
+                                         r"\.\.\.\)") as w:
+        ImageList.from_df(df, tmp_path, folder="img", suffix=".png")
+    assert max(len(str(r.message)) for r in w) < 1000
+
+
+@pytest.mark.parametrize("copies", [2, 3])
+def test_a_random_split_of_repeated_files_keeps_the_share_and_the_copies_together(tmp_path, copies):
+    (tmp_path / "img").mkdir()
+    for i in range(24):
+        Image.new("RGB", (4, 4)).save(tmp_path / "img" / f"{i}.png")
+    df = pd.DataFrame({"name": [str(i) for i in range(24)] * copies, "label": "a"})
+    with pytest.warns(UserWarning, match="more than once"):
+        il = ImageList.from_df(df, tmp_path, folder="img", suffix=".png")
+    n = 24 * copies
+    for seed in range(5):
+        split = il.split_by_rand_pct(0.2, seed=seed)
+        assert abs(len(split.valid) - 0.2 * n) <= copies / 2 + 0.5, (seed, len(split.valid))
+        assert not set(map(str, split.valid.items)) & set(map(str, split.train.items))
+
+
+def test_a_random_split_emptied_by_repeats_names_the_repeated_files(tmp_path):
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "img" / "0.png")
+    df = pd.DataFrame({"name": ["0"] * 10, "label": "a"})
+    with pytest.warns(UserWarning, match="more than once"):
+        il = ImageList.from_df(df, tmp_path, folder="img", suffix=".png")
+    with pytest.raises(ValueError, match=r"leaves the validation set empty because the items repeat: 1 of them .*"
+                                         r"img/0.png \(10 times\)"):
+        il.split_by_rand_pct(0.2, seed=0)
+
+
+def test_class_names_in_two_unicode_forms_are_one_class(tmp_path):
+    """'café' as one letter (NFC) and as 'e' + accent (NFD) print the same: they are read as one class."""
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    for name in (nfc, nfd, "tea"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.new("RGB", (4, 4)).save(tmp_path / name / f"{i}.png")
+    with pytest.warns(UserWarning, match=r"two Unicode forms .*'caf\u00e9'"):
+        ll = ImageList.from_folder(tmp_path).split_none().label_from_folder()
+    assert ll.train.y.classes == [nfc, "tea"]
+    tagged = ImageList.from_folder(tmp_path).split_none().label_from_func(lambda p: [p.parent.name, "x"])
+    assert tagged.train.y.classes == [nfc, "tea", "x"]

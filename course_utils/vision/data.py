@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data_block import ItemList, TargetList, TransformConfig
+from ..data_block import ItemList, TargetList, TransformConfig, problem_kind, problem_list
 from ..tables import same_names_on_disk
 from .batch import CPU_CHUNK, augment_batch, plan_params, resample_batch
 from .cache import ImageCache, decide_auto_cache
@@ -77,9 +77,15 @@ class ImageList(ItemList):
             self.items = same_names_on_disk(self.items)
             missing = [p for p in self.items if not p.is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} of {len(self.items)} images listed in the table do not exist, e.g. {missing[0]}. "
-                "Check the `folder=` and `suffix=` arguments (Planet: folder='train-jpg', suffix='.jpg').")
+            shown = ", ".join(str(p) for p in missing[:3]) + (", ..." if len(missing) > 3 else "")
+            msg = (f"{len(missing)} of {len(self.items)} images listed in the table do not exist, e.g. {shown}. "
+                   "Check the `folder=` and `suffix=` arguments (Planet: folder='train-jpg', suffix='.jpg').")
+            if len(missing) < len(self.items):  # the rest are there: decode them now, so one run lists everything
+                others = [p for p in self.check_for_training() if problem_kind(p) != "files that do not exist"]
+                if others:
+                    msg += (f"\nThe images that are there have problems too ({len(others)}), all listed now so you "
+                            f"can fix everything at once:\n{problem_list(others)}")
+            raise FileNotFoundError(msg)
         self._warn_duplicates()
 
     def _warn_duplicates(self) -> None:
@@ -89,7 +95,9 @@ class ImageList(ItemList):
             rows[str(p)].append(i + 2)  # CSV rows, the header being row 1
         dups = [(p, r) for p, r in rows.items() if len(r) > 1]
         if dups:
-            shown = "; ".join(f"{self.item_name(p)} (rows {', '.join(map(str, r))})" for p, r in dups[:5])
+            shown = "; ".join(f"{self.item_name(p)} (rows {', '.join(map(str, r))})" if len(r) <= 3 else
+                              f"{self.item_name(p)} ({len(r)} rows: {', '.join(map(str, r[:3]))}, ...)"
+                              for p, r in dups[:5])
             warnings.warn(f"The table names {len(dups)} image(s) more than once: {shown}"
                           f"{' ...' if len(dups) > 5 else ''}. Each copy counts as an item (the splits keep all "
                           "copies of a file on the same side); remove the extra rows, or merge their labels into "
