@@ -38,8 +38,8 @@ def is_local(mirror: str) -> bool:
     except ValueError as e:
         raise DatasetError(f"{what} is not a valid address ({e}): correct it, or unset COURSE_MIRROR.") from None
     if parts.scheme.lower() not in SCHEMES:
-        raise DatasetError(f"{what} is a {parts.scheme}:// address, which the course cannot download from: use "
-                           "a folder or an http(s):// address.")
+        raise DatasetError(f"{what} uses {parts.scheme}://, which the course cannot download from: use a "
+                           "folder or an http(s):// address.")
     if parts.scheme.lower() != "file" and not parts.hostname:
         raise DatasetError(f"{what} names no server: write it as http://HOST:PORT, or unset COURSE_MIRROR.")
     return False

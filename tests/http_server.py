@@ -16,7 +16,8 @@ class LocalServer:
 
     `plans[name]` scripts the next requests for that file, one step each: "ok", "drop:N" (send the
     headers and N bytes, then hang up), "whole" (ignore Range), "status:N" (answer HTTP N), "stall"
-    (say nothing until the server shuts down), "announce:N" (say Content-Length: N, then send the whole body).
+    (say nothing until the server shuts down), "announce:N" (say Content-Length: N, then send the whole body),
+    "silent" (send the headers, then nothing), "trickle:S" (send the headers, then one byte every S seconds).
     `requests` records (name, Range, If-Range) of every request."""
 
     def __init__(self):
@@ -57,6 +58,16 @@ def _handler(server: LocalServer):
             plan = server.plans.get(name) or []
             step, _, arg = (plan.pop(0) if plan else "ok").partition(":")
             if step == "stall":
+                server.closing.wait(STALL_LIMIT)
+                return
+            if step in ("silent", "trickle"):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(server.files.get(name, b"x" * 1000))))
+                self.end_headers()
+                self.wfile.flush()
+                while step == "trickle" and not server.closing.wait(float(arg)):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
                 server.closing.wait(STALL_LIMIT)
                 return
             if step == "status":

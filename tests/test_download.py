@@ -307,3 +307,52 @@ def test_weights_are_installed_in_the_models_dir(server, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_MODELS", str(tmp_path / "models"))
     assert download_dataset("lm") == tmp_path / "models" / "lm"
     assert os.path.isfile(tmp_path / "models" / "lm" / "lm.pth")
+
+
+def test_a_different_size_after_a_recorded_install_is_called_a_different_file(toy, server):
+    """A complete archive of another size is 'a different file', not a download that stopped short."""
+    get_dataset("toy", "full")
+    shutil.rmtree(toy / "toy")
+    (toy / "downloads" / "toy.tgz").unlink()
+    server.serve("toy.tgz", toy_archive({"toy/hello.txt": b"hello, longer", "toy/sub/x.txt": b"x"}))
+    with pytest.raises(ChecksumError, match=r"expected [\d,]+: it is a different file from the expected one \(another "
+                                            r"version on the server\), not one cut short\. It was discarded"):
+        get_dataset("toy", "full")
+    assert list((toy / "downloads").iterdir()) == []
+
+
+def test_a_server_that_goes_silent_after_the_headers_is_given_up_quickly(server, tmp_path, delays):
+    """Headers, then silence: two short tries (not six long ones), and a line saying the server is stuck."""
+    url = server.serve("data.bin", PAYLOAD)
+    server.plans["data.bin"] = ["silent"] * 6
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"failed 2 times in a row \(timed out\)\. The server accepted the "
+                                            r"connection but then said nothing for 0\.3 s: it is stuck or overloaded"):
+        fetch(url, tmp_path / "data.bin", delays, timeout=0.3)
+    assert time.monotonic() - start < 2 and delays == [0.5] and len(server.requests) == 2
+
+
+def test_a_trickling_server_is_given_up_below_the_minimum_rate(server, tmp_path, delays):
+    """Bytes that arrive slower than min_rate over slow_window end the download, keeping what arrived."""
+    url = server.serve("data.bin", PAYLOAD)
+    server.plans["data.bin"] = ["trickle:0.05"]
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"is too slow: \d+ bytes arrived in the last 1 s, under the minimum of "
+                                            r"1,000 bytes a second\. What arrived is kept in .*data\.bin\.part: run "
+                                            r"again later to resume"):
+        fetch(url, tmp_path / "data.bin", delays, min_rate=1000, slow_window=0.6)
+    assert time.monotonic() - start < 3 and (tmp_path / "data.bin.part").stat().st_size > 0
+
+
+def test_one_extraction_budget_covers_all_of_a_datasets_files(server, tmp_path, monkeypatch):
+    """Two archives each under the ratio floor, together a bomb: refused, nothing installed."""
+    import course_utils.archives as archives
+
+    monkeypatch.setattr(archives, "RATIO_FLOOR", 1 << 20)
+    zeros = b"\0" * (700 << 10)  # 700 KiB each, ~1 KiB packed: under the (lowered) floor alone, over it together
+    sources = tuple(Source(server.serve(f"part{i}.tgz", toy_archive({f"p{i}/zeros.bin": zeros}))) for i in (1, 2))
+    monkeypatch.setitem(DATASETS, "two", Dataset(sources=sources, folder="two", expect=("zeros.bin",)))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    with pytest.raises(DatasetError, match=r"Refusing to extract .*part2\.tgz: it would expand to at least 1\.4 MiB"):
+        get_dataset("two", "full")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["downloads"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -147,3 +148,79 @@ def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin
     out = capsys.readouterr().out
     assert f"mirror        {(dest / 'toy.tgz').as_uri()}" in out
     assert "not mirrored  https://s3.amazonaws.com/fast-ai-imagelocal/camvid.tgz" in out
+
+
+def test_a_mirror_answering_errors_is_called_broken_not_the_internet(toy, server, monkeypatch):
+    """HTTP 500 every time: the message blames the mirror's server, not the connection."""
+    from course_utils import fetch
+    monkeypatch.setattr(download, "download_url", functools.partial(fetch.download_url, sleep=lambda s: None))
+    server.plans["toy.tgz"] = ["status:500"] * 6
+    with pytest.raises(DatasetError) as err:
+        download_dataset("toy", mirror=server.url("").rstrip("/"))
+    assert "it is the server that fails, not your internet connection" in str(err.value)
+    assert "(its server answered with an error: the mirror is broken, not your internet connection)" in str(err.value)
+    assert "check the internet connection" not in str(err.value)
+
+
+def test_a_first_install_from_the_mirror_says_it_was_trusted_and_where(toy, capsys, tmp_path):
+    """Trust on first use is said, with the sha256 and the checksums.json that keeps it."""
+    download_dataset("toy", mirror=str(toy))
+    out = capsys.readouterr().out
+    digest = download.file_sha256(toy / "toy.tgz")
+    assert (f"toy.tgz came from the mirror {toy}, and no sha256 was known for it: this first copy is trusted (trust "
+            f"on first use). Its sha256 {digest} is recorded in {tmp_path / 'data' / 'checksums.json'}") in out
+
+
+@pytest.mark.parametrize("mirror,message", [
+    ("ftp://127.0.0.1/x", r"'ftp://127\.0\.0\.1/x' \(COURSE_MIRROR or --mirror\) uses ftp://, which the course "
+                          r"cannot download from: use a folder or an http\(s\):// address"),
+    ("http://[::1", r"'http://\[::1' \(COURSE_MIRROR or --mirror\) is not a valid address \(Invalid IPv6 URL\)"),
+    ("http://host:port/", r"'http://host:port/' \(COURSE_MIRROR or --mirror\) is not a valid address \(Port "),
+])
+def test_an_unusable_mirror_address_is_named_as_the_mirrors(toy, mirror, message):
+    """ftp:// and malformed addresses are refused as the mirror's, not taken for folders."""
+    with pytest.raises(DatasetError, match=r"^The dataset mirror " + message):
+        download_dataset("toy", mirror=mirror)
+
+
+def test_a_link_out_of_a_mirror_folder_is_refused(toy, tmp_path):
+    """A mirror file that is a symlink to a file outside the mirror is refused, naming it; nothing is copied."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not a dataset")
+    (toy / "toy.tgz").unlink()
+    (toy / "toy.tgz").symlink_to(secret)
+    with pytest.raises(DatasetError, match=rf"holds toy\.tgz as a link to {secret}, outside the mirror folder: "
+                                           "refused"):
+        download_dataset("toy", mirror=str(toy))
+    assert not (tmp_path / "data" / "downloads" / "toy.tgz").exists()
+
+
+def test_datasets_with_a_mirror_that_never_answers_waits_once(toy, monkeypatch, capsys):
+    """A server that accepts and never answers costs one probe timeout for the whole listing."""
+    import socket
+
+    from course_utils import mirror as mirrors
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    monkeypatch.setattr(mirrors, "PROBE_TIMEOUT", 0.5)
+    monkeypatch.setattr(mirrors, "_down", {})
+    try:
+        start = time.monotonic()
+        assert main(["datasets", "--mirror", f"http://127.0.0.1:{listener.getsockname()[1]}"]) == 0
+        assert time.monotonic() - start < 2
+    finally:
+        listener.close()
+    assert capsys.readouterr().out.count("mirror down") >= len(DATASETS) - 1
+
+
+def test_mirror_to_a_file_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    """`mirror DEST` where DEST is a file says so, instead of '[Errno 17] File exists'."""
+    data = tmp_path / "data"
+    (data / "downloads").mkdir(parents=True)
+    (data / "downloads" / "camvid.tgz").write_bytes(b"x")
+    dest = tmp_path / "mirror_is_file"
+    dest.write_text("")
+    assert main(["mirror", str(dest), "--from", str(data)]) == 1
+    assert capsys.readouterr().err == (f"error: The mirror folder {dest} is a file, not a folder: choose a folder (it "
+                                       "is created if needed).\n")
