@@ -4,13 +4,18 @@ nothing stored."""
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
+import os
 import shutil
 from datetime import datetime
 
+import anyio
+import numpy as np
 import pytest
+import torch
 from kinds import KINDS, make_learner
 from PIL import Image
 from starlette.testclient import TestClient
@@ -257,3 +262,232 @@ def test_an_older_feedback_csv_keeps_its_rows_and_gains_the_export_column(export
     assert [(r["time"][:4], r["corrected"], bool(r["export"])) for r in rows] == [("2024", classes[0], False),
                                                                                  (rows[1]["time"][:4], classes[2],
                                                                                   True)]
+
+
+# --- hostile requests ------------------------------------------------------------------------------------------
+def _jpeg(size=(64, 32), orientation=None) -> bytes:
+    """Random pixels as a JPEG `size` (w, h) as stored; with an EXIF orientation tag if given."""
+    pixels = np.random.default_rng(5).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(pixels).save(buf, format="JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def _upload(data: bytes, name="a.jpg"):
+    return {"file": (name, data, "image/jpeg")}
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"},
+                                     {"Referer": "http://evil.example/page.html"}])
+def test_a_post_from_another_site_is_refused(exports, tmp_path, headers):
+    """Another site's page can send a form to the app (a CORS simple request): it is refused, nothing stored."""
+    _, sample, classes = exports["single-label"]
+    c = client(exports, "single-label", tmp_path)
+    r = c.post("/feedback", files={"file": ("a.png", sample, "image/png")}, data={"label": classes[0]},
+               headers=headers)
+    assert r.status_code == 403 and r.json()["error"].startswith("Refused: this request comes from another page")
+    assert stored(tmp_path) == []
+    own = c.post("/feedback", files={"file": ("a.png", sample, "image/png")}, data={"label": classes[0]},
+                 headers={"Origin": "http://localhost", "Referer": "http://localhost/"})
+    assert own.status_code == 200, own.text
+
+
+def test_a_foreign_host_name_is_refused(exports, tmp_path):
+    """DNS rebinding: a request naming another host gets a JSON 400; hosts=None (--host 0.0.0.0) takes any."""
+    r = client(exports, "single-label", tmp_path).get("/info", headers={"Host": "evil.example:8801"})
+    assert r.status_code == 400 and "does not answer to the host name 'evil.example:8801'" in r.json()["error"]
+    assert client(exports, "single-label", tmp_path, hosts=None).get(
+        "/info", headers={"Host": "evil.example:8801"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/info", "/static/app.js", "/nope"])
+def test_every_answer_carries_security_headers(exports, tmp_path, path):
+    r = client(exports, "single-label", tmp_path).get(path)
+    assert r.headers["content-security-policy"].startswith("default-src 'self'")
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+
+
+def test_the_page_has_no_inline_style_or_script(exports, tmp_path):
+    """default-src 'self' blocks inline code; the page keeps its style and script in files."""
+    page = client(exports, "single-label", tmp_path).get("/").text
+    assert "<style" not in page and 'href="/static/style.css"' in page
+    assert "response.text()" in client(exports, "single-label", tmp_path).get("/static/app.js").text
+
+
+def test_a_multipart_body_cut_before_its_end_is_called_incomplete(exports, tmp_path):
+    _, sample, _ = exports["single-label"]
+    body = (b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + sample[: len(sample) // 2])
+    r = client(exports, "single-label", tmp_path).post(
+        "/predict", content=body, headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 400 and "The upload is incomplete" in r.json()["error"]
+
+
+def test_a_float_tiff_of_nan_is_refused(exports, tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.full((20, 20), np.nan, dtype=np.float32), mode="F").save(buf, format="TIFF")
+    r = client(exports, "single-label", tmp_path).post("/predict", files={"file": ("a.tif", buf.getvalue(),
+                                                                                 "image/tiff")})
+    assert r.status_code == 422 and "NaN or infinite pixel values" in r.json()["error"]
+
+
+@pytest.mark.parametrize("kind", ["multi-label", "points"])
+@pytest.mark.parametrize("orientation,size", [(6, (64, 32)), (None, (200, 150))])
+def test_the_app_predicts_what_predict_on_the_file_does(exports, tmp_path, kind, orientation, size):
+    """A phone photo stored sideways (EXIF orientation 6) is predicted upright, and any JPEG gets the same
+    answer as `predict` on the file (the CLI's path): the same probabilities, or points in the upright photo."""
+    from course_utils.learner import load_learner
+
+    data = _jpeg(size, orientation)
+    (tmp_path / "photo.jpg").write_bytes(data)
+    label, _, probs = load_learner(exports[kind][0], device="cpu").predict(tmp_path / "photo.jpg")
+    r = client(exports, kind, tmp_path).post("/predict", files=_upload(data))
+    assert r.status_code == 200, r.text
+    res = r.json()
+    if kind == "points":
+        upright = [size[0], size[1]] if orientation == 6 else [size[1], size[0]]
+        assert res["image_size"] == upright
+        assert res["points"] == [[round(v, 1) for v in p] for p in label.tolist()]
+    else:
+        got = dict(zip(res["labels"], res["probabilities"]))
+        assert [got[c] for c in exports[kind][2]] == pytest.approx(probs.tolist(), abs=1e-4)
+
+
+def test_a_click_on_the_upright_photo_is_accepted(exports, tmp_path):
+    """A sideways-stored phone photo: the point is taken in the upright frame the page shows (64 high, 32 wide)."""
+    r = client(exports, "points", tmp_path).post("/feedback", files=_upload(_jpeg((64, 32), 6)),
+                                                 data={"row": "50", "col": "10"})
+    assert r.status_code == 200, r.text
+    assert r.json()["corrected"] == "50.0 10.0"
+
+
+def test_json_nested_too_deep_is_a_400(exports, tmp_path):
+    body = b"[" * 100_000 + b"]" * 100_000
+    r = client(exports, "text", tmp_path).post("/predict", content=body,
+                                               headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]
+
+
+@pytest.mark.parametrize("label", [[1], [["pos"]], 7, {"a": 1}])
+def test_a_label_that_is_not_text_is_a_422(exports, tmp_path, label):
+    r = client(exports, "text", tmp_path).post("/feedback", json={"text": "a fine film", "label": label})
+    assert r.status_code == 422 and "'label' must be a class name or a list of class names" in r.json()["error"]
+    assert stored(tmp_path) == []
+
+
+@pytest.mark.parametrize("route", ["/predict", "/feedback"])
+@pytest.mark.parametrize("body", [b'{"text": "bad \\ud800 text", "label": "pos"}',
+                                  b'{"text": "good text", "label": "p\\udfffos"}'])
+def test_a_lone_surrogate_is_a_400(exports, tmp_path, route, body):
+    r = client(exports, "text", tmp_path).post(route, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "unpaired surrogate" in r.json()["error"]
+    assert stored(tmp_path) == []
+
+
+def test_a_bug_in_the_app_is_a_json_500_and_the_app_goes_on(exports, tmp_path, monkeypatch, caplog):
+    _, sample, _ = exports["single-label"]
+    c = client(exports, "single-label", tmp_path)
+
+    def broken(item):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(c.app.state.predictor, "predict", broken)
+    r = c.post("/predict", files={"file": ("a.png", sample, "image/png")})
+    assert r.status_code == 500 and r.json()["error"].startswith("A bug in the app (KeyError: 'oops')")
+    assert "Traceback" in caplog.text
+    monkeypatch.undo()
+    assert c.post("/predict", files={"file": ("a.png", sample, "image/png")}).status_code == 200
+
+
+def test_a_body_that_stops_arriving_is_a_408(exports, tmp_path):
+    """A slow or stalled upload is answered 408 after `body_timeout` seconds without data."""
+    app = create_app(exports["single-label"][0], tmp_path / "fb", body_timeout=0.2)
+    sent = []
+
+    async def receive():
+        if not sent:
+            sent.append(1)
+            return {"type": "http.request", "body": b"--xyz\r\n", "more_body": True}
+        await anyio.sleep(30)  # the client sends nothing more
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+             "headers": [(b"host", b"localhost"), (b"content-type", b"multipart/form-data; boundary=xyz")],
+             "http_version": "1.1", "scheme": "http", "server": ("localhost", 80), "client": ("127.0.0.1", 1),
+             "root_path": "", "app": app}
+    async def run():
+        with anyio.fail_after(10):
+            await app(scope, receive, send)
+
+    anyio.run(run)
+    start = next(m for m in sent if isinstance(m, dict) and m["type"] == "http.response.start")
+    body = json.loads(b"".join(m.get("body", b"") for m in sent if isinstance(m, dict)
+                               and m["type"] == "http.response.body"))
+    assert start["status"] == 408 and "nothing arrived for 0.2 s" in body["error"]
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(exports, tmp_path):
+    r = client(exports, "single-label", tmp_path, max_mp=0.001).post("/predict", files=_upload(_jpeg((64, 32))))
+    assert r.status_code == 413
+    assert r.json()["error"] == ("The image is 64x32 pixels (0.0 megapixels); this app takes at most 0.001. Resize "
+                                 "it (or start the app with a larger --max-mp).")
+
+
+@pytest.mark.parametrize("code,status,says", [(errno.ENOSPC, 507, "the disk is full"),
+                                              (errno.EROFS, 500, "the disk is mounted read-only")])
+def test_a_correction_that_cannot_be_written_is_a_json_error_and_nothing_half_stored(
+        exports, tmp_path, monkeypatch, code, status, says):
+    """The disk fills or turns read-only while the app runs: the answer names the folder and why, and the
+    folder keeps neither the image nor part of a row."""
+    from course_utils.serve import feedback as fb
+
+    _, sample, classes = exports["single-label"]
+    c = client(exports, "single-label", tmp_path)
+
+    def refuse(fd, data):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fb.os, "write", refuse)
+    r = c.post("/feedback", files={"file": ("a.png", sample, "image/png")}, data={"label": classes[0]})
+    assert r.status_code == status
+    assert r.json()["error"].startswith(f"The correction could not be stored in {tmp_path / 'fb'}: {says}. Nothing "
+                                        "was stored")
+    assert stored(tmp_path) == ["feedback.csv"] and (tmp_path / "fb" / "feedback.csv").read_bytes() == b""
+
+
+def test_a_feedback_csv_turned_into_a_folder_is_a_json_500(exports, tmp_path):
+    _, sample, classes = exports["single-label"]
+    c = client(exports, "single-label", tmp_path)
+    (tmp_path / "fb" / "feedback.csv").mkdir()
+    r = c.post("/feedback", files={"file": ("a.png", sample, "image/png")}, data={"label": classes[0]})
+    assert r.status_code == 500 and str(tmp_path / "fb") in r.json()["error"]
+    assert stored(tmp_path) == ["feedback.csv"]  # no image without its row
+
+
+@pytest.mark.parametrize("make", ["file", "other header"])
+def test_a_feedback_folder_that_cannot_take_corrections_is_refused_at_startup(exports, tmp_path, make):
+    if make == "file":
+        (tmp_path / "fb").write_text("x")
+    else:
+        (tmp_path / "fb").mkdir()
+        (tmp_path / "fb" / "feedback.csv").write_text("file,corrected\n")
+    with pytest.raises(OSError, match=r"fb is a file, not a folder|starts with the header 'file,corrected'"):
+        create_app(exports["single-label"][0], tmp_path / "fb")
+
+
+def test_a_model_that_outputs_nan_is_a_json_500(exports, tmp_path):
+    _, sample, classes = exports["single-label"]
+    c = client(exports, "single-label", tmp_path)
+    predictor = c.app.state.predictor
+    with torch.no_grad():
+        next(predictor.learn.model.parameters()).fill_(float("nan"))
+    assert predictor.nonfinite_weights()
+    r = c.post("/predict", files={"file": ("a.png", sample, "image/png")})
+    assert r.status_code == 500 and "The model's output is not finite" in r.json()["error"]
+    r = c.post("/feedback", files={"file": ("a.png", sample, "image/png")}, data={"label": classes[0]})
+    assert r.status_code == 500 and stored(tmp_path) == []

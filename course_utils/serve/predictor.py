@@ -20,6 +20,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ..data_block import CategoryList, MultiCategoryList
 from ..learner import Learner, load_learner
+from ..vision.image import to_rgb
 from ..vision.points import PointsLabelList
 from ..vision.segmentation import MASK_COLOURS, SegmentationLabelList
 from ..vision.transforms import sample_plan
@@ -129,9 +130,6 @@ class Predictor:
                                 "megapixels.") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise BadInput(422, f"The image is corrupt or truncated ({e}); upload the complete file again.") from None
-        if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
-            raise BadInput(422, "The image has NaN or infinite pixel values (a floating-point TIFF), which cannot "
-                                "be shown as a photo; send an ordinary 8- or 16-bit image.")
         return img, ext
 
     def _check_pixels(self, img: Image.Image) -> None:
@@ -142,17 +140,27 @@ class Predictor:
                                 f"most {self.max_mp:g}. Resize it (or start the app with a larger --max-mp).")
 
     def _decode(self, img: Image.Image) -> Image.Image:
-        """Every pixel decoded now (a truncated file fails here, not in the model), upright. A JPEG that needs
-        no turn is decoded straight at the reduced scale the model's resize needs, as `predict` on a file does
-        (points models excepted: their answer is in the photo's own pixels)."""
+        """Every pixel decoded now (a truncated file fails here, not in the model), upright, and, as `predict`
+        on a file does it, straight at the size the model's resize needs (a JPEG decoded at a reduced scale):
+        a big photo costs little memory after this, and the answer is the same as `predict` on the file. Points
+        models keep the photo's own pixels (their answer is in them); texts never come here."""
         if _orientation(img) in TURNS:
-            return ImageOps.exif_transpose(img)  # decodes; the CLI's open_lazy does the same
-        if img.format == "JPEG" and self.kind not in ("points", "text"):
-            ds = self.learn.data.valid_ds
-            h, w = sample_plan(ds.tfms, (img.height, img.width), ds.cfg.size, ds.cfg.resize_method, train=False).resized
-            img.draft("RGB", (w, h))
+            img = ImageOps.exif_transpose(img)  # decodes; the CLI's open_lazy does the same
+        if img.mode == "F":
+            img.load()
+            if not np.isfinite(np.asarray(img)).all():
+                raise BadInput(422, "The image has NaN or infinite pixel values (a floating-point TIFF), which "
+                                    "cannot be shown as a photo; send an ordinary 8- or 16-bit image.")
+        if self.kind == "points":
+            img.load()
+            return img
+        ds = self.learn.data.valid_ds
+        plan = sample_plan(ds.tfms, (img.height, img.width), ds.cfg.size, ds.cfg.resize_method, train=False)
+        h, w = plan.resized
+        if img.format == "JPEG":
+            img.draft("RGB", (w, h))  # what vision's load_rgb does: a DCT-domain downscale
         img.load()
-        return img
+        return plan.resize(to_rgb(img))
 
     def check_text(self, text) -> str:
         """The text to classify, refused when missing, empty or longer than `max_chars`."""
