@@ -171,3 +171,29 @@ def test_predict_and_load_learner_give_the_same_mask(camvid_path, tmp_path):
     mask2, _, probs2 = loaded.predict(img)
     assert torch.equal(mask, mask2) and torch.allclose(probs, probs2, atol=1e-5)
     assert loaded.data.classes == SEG_CODES
+
+
+def _seg_folder(tmp_path, codes_text):
+    """Two 8x8 images with masks holding ids 0..3, and a codes.txt beside the images' folder."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8)).save(tmp_path / "images" / f"{i}.png")
+        Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) % 4).save(tmp_path / "labels" / f"{i}.png")
+    (tmp_path / "codes.txt").write_text(codes_text)
+    return SegmentationItemList.from_folder(tmp_path / "images").split_none()
+
+
+def test_a_blank_line_in_codes_txt_is_refused_naming_the_line(tmp_path):
+    """np.loadtxt drops the blank line, so 'Car' (id 3) would become id 2: refused, not shifted."""
+    from course_utils.vision.segmentation import read_codes
+    src = _seg_folder(tmp_path, "Sky\n\nRoad\nCar\n")
+    codes = np.loadtxt(tmp_path / "codes.txt", dtype=str)
+    with pytest.raises(ValueError, match=r"codes.txt, line 2, is blank, but line i names class id i"):
+        src.label_from_func(lambda p: p.parent.parent / "labels" / p.name, classes=codes)
+    with pytest.raises(ValueError, match=r"codes.txt, line 2, is blank"):
+        read_codes(tmp_path / "codes.txt")
+    (tmp_path / "codes.txt").write_text("Sky\nVoid\nRoad\nCar\n\n")  # a trailing blank line is harmless
+    assert read_codes(tmp_path / "codes.txt") == ["Sky", "Void", "Road", "Car"]
+    ll = src.label_from_func(lambda p: p.parent.parent / "labels" / p.name, classes=read_codes(tmp_path / "codes.txt"))
+    assert ll.train.y.classes == ["Sky", "Void", "Road", "Car"]

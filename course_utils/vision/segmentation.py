@@ -18,7 +18,7 @@ from .image import image_grid, open_lazy, show_image
 from .transforms import TransformPlan
 
 __all__ = ["ImageSegment", "SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask",
-           "show_mask", "MASK_COLOURS"]
+           "show_mask", "MASK_COLOURS", "read_codes"]
 
 
 # One fixed colour per class id, so a class looks the same in every plot (ids past 40 wrap around).
@@ -61,7 +61,9 @@ def _read_mask(path: str | Path, n_classes: int | None = None) -> torch.Tensor:
         mask = torch.from_numpy(_class_ids(img, path).astype(np.int64))[None]
     if n_classes is not None and int(mask.max()) >= n_classes:
         raise ValueError(f"Mask {path} holds class id {int(mask.max())}, but there are only {n_classes} classes "
-                         f"(ids 0..{n_classes - 1}). Check the `classes=` you labelled with (CamVid: codes.txt).")
+                         f"(ids 0..{n_classes - 1}). Check the `classes=` you labelled with (CamVid: codes.txt, "
+                         "line i = id i; np.loadtxt skips blank lines and so shifts the ids after one; "
+                         "read_codes keeps them).")
     return mask
 
 
@@ -117,6 +119,7 @@ class SegmentationLabelList(TargetList):
         if classes is None:
             raise ValueError("Segmentation needs the class names, one per mask value: label_from_func(get_y_fn, "
                              "classes=codes), with CamVid's codes = np.loadtxt(path/'codes.txt', dtype=str).")
+        _check_codes_file(classes, x)
         _check_masks_exist(labels, x)
         return cls([Path(o) for o in labels], classes, x.path)
 
@@ -179,6 +182,36 @@ class SegmentationLabelList(TargetList):
     @property
     def c(self) -> int:
         return len(self.classes)
+
+
+def read_codes(path: str | Path) -> list[str]:
+    """The class names of a codes file (CamVid's codes.txt), one per line, line i naming class id i. A blank line
+    among them is refused, naming it (`np.loadtxt` would skip it and shift every later id by one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No class names file {path}: write the class names one per line (line i = id i).")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    blank = [i + 1 for i, line in enumerate(lines) if not line]
+    if blank:
+        raise ValueError(f"{path}, line {blank[0]}, is blank, but line i names class id i: give that id a name "
+                         "(e.g. 'unused') or delete the line if no mask uses it (the later ids then shift down).")
+    return lines
+
+
+def _check_codes_file(classes, x: ItemList) -> None:
+    """`classes` read from a codes.txt (next to the images, or one folder up) that has blank lines between its
+    names were shifted (np.loadtxt skips blank lines): refuse, naming the blank line, rather than mislabel."""
+    names = [str(c) for c in np.asarray(classes).reshape(-1).tolist()]
+    for folder in (x.path, x.path.parent):
+        f = folder / "codes.txt"
+        try:
+            lines = [line.strip() for line in f.read_text(encoding="utf-8-sig").splitlines()] if f.is_file() else []
+        except (OSError, UnicodeDecodeError):
+            continue
+        if [line for line in lines if line] == names and names:
+            read_codes(f)  # raises, naming the blank line, if there is one among the names
 
 
 def _check_masks_exist(labels, x: ItemList) -> None:
