@@ -21,6 +21,10 @@ __all__ = ["data_dir", "models_dir", "cache_dir", "course_mode", "course_mirror"
 # 60-100 s on a shared machine), and the rehearsal must fit in CI's time. What a second batch would add
 # (state carried between batches) is the same code in tiny mode, where `make test` runs whole epochs.
 SMOKE_BATCHES = 1
+# ... and the images of a training batch it keeps: the first two (BatchNorm needs two to train). The data is still
+# loaded and augmented at full batch size and full image size; only the backward pass, most of a step's time on a
+# CPU, shrinks (CamVid at full size: 2 of the lesson's 4 images).
+SMOKE_TRAIN_ITEMS = 2
 _smoke_announced = False
 
 
@@ -77,7 +81,8 @@ def announce_smoke() -> None:
     if smoke_batches() and not _smoke_announced:
         _smoke_announced = True
         print(f"COURSE_SMOKE=1: a smoke test, not training: every fit and lr_find runs 1 epoch of {SMOKE_BATCHES} "
-              "batch, every validation and prediction pass 1 batch. Unset COURSE_SMOKE for real results.", flush=True)
+              f"batch (of images: its first {SMOKE_TRAIN_ITEMS}), every validation and prediction pass 1 batch. "
+              "Unset COURSE_SMOKE for real results.", flush=True)
 
 
 def dist_timeout(default: float) -> float:

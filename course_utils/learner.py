@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from .amp import MixedPrecision, PrecisionChoice, choose_precision
 from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder, unfreeze_slice
-from .config import announce_smoke, smoke_batches
+from .config import SMOKE_TRAIN_ITEMS, announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
@@ -53,6 +53,17 @@ class Metric:
 
     def __call__(self, pred, targ):
         return self.func(pred, targ)
+
+
+def _first_images(batch):
+    """A smoke test's training batch: a batch of images (N, C, H, W) cut to its first `SMOKE_TRAIN_ITEMS`, with its
+    targets (a tensor, or a tuple of them: boxes and classes); other batches (texts: a language model carries its
+    state from batch to batch at a fixed batch size) as they are."""
+    xb, yb = batch
+    k = SMOKE_TRAIN_ITEMS
+    if not (isinstance(xb, torch.Tensor) and xb.dim() == 4 and len(xb) > k):
+        return xb, yb
+    return xb[:k], (yb[:k] if isinstance(yb, torch.Tensor) else type(yb)(t[:k] for t in yb))
 
 
 def lr_range(lr: float | slice, n_groups: int) -> list[float]:
@@ -294,17 +305,19 @@ class Learner:
     def _train_epoch(self, cbs: Sequence) -> None:
         self.training = True
         self.model.train()
-        for self.xb, self.yb in self._batches(self.data.train_dl):
+        for self.xb, self.yb in self._batches(self.data.train_dl, train=True):
             self._one_batch(cbs)
 
     @staticmethod
-    def _batches(dl):
-        """The batches of `dl`: all of them, or only the first under COURSE_SMOKE=1 (a smoke test)."""
+    def _batches(dl, train: bool = False):
+        """The batches of `dl`: all of them, or only the first under COURSE_SMOKE=1 (a smoke test), whose
+        training batches of images keep their first `SMOKE_TRAIN_ITEMS` images (see config.py)."""
         n = smoke_batches()
         if n is None:
             return dl
         announce_smoke()
-        return itertools.islice(dl, n)
+        batches = itertools.islice(dl, n)
+        return map(_first_images, batches) if train else batches
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         """The model's output for a batch as float32, under this learner's precision (autocast when mixed)."""

@@ -81,3 +81,21 @@ def test_a_bad_value_is_refused(monkeypatch):
     monkeypatch.setenv("COURSE_SMOKE", "maybe")
     with pytest.raises(ValueError, match="COURSE_SMOKE must be 1"):
         config.smoke_batches()
+
+
+def test_smoke_training_batches_of_images_keep_their_first_images(tiny_learner, smoke, monkeypatch):
+    """The backward pass, most of a step's time, runs on SMOKE_TRAIN_ITEMS images; validation sees whole batches."""
+    import course_utils.learner as learner_module
+
+    monkeypatch.setattr(learner_module, "SMOKE_TRAIN_ITEMS", 1)  # the tiny learner's batches are of 2
+    sizes = []
+
+    class Sizes(Callback):
+        def after_loss(self):
+            sizes.append((self.learn.training, len(self.learn.xb), len(self.learn.yb)))
+
+    assert tiny_learner.data.bs > 1
+    tiny_learner.fit(1, 1e-3, callbacks=[Sizes()], progress=False)
+    k = 1
+    assert sizes[0] == (True, k, k)
+    assert sizes[1][0] is False and sizes[1][1] > k
