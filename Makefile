@@ -27,7 +27,7 @@ lessons: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) tools/add_exercises.py --check
-	MPLBACKEND=Agg $(PY) -m pytest tests nbs --nbval-lax --nbval-current-env
+	MPLBACKEND=Agg $(PY) -m pytest tests nbs --nbval-lax --nbval-current-env --durations=25
 	MPLBACKEND=Agg $(PY) tools/run_solutions.py
 
 rehearse: $(STAMP)
