@@ -6,6 +6,7 @@ Every check that can refuse a request runs here, before anything is stored (see 
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import io
 import math
@@ -32,6 +33,7 @@ KINDS = ("multi-label", "single-label", "segmentation", "points", "text")
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
 # EXIF orientations that need a turn or a flip, and those that swap width and height (as vision/image.py)
 TURNS, SIDEWAYS = (2, 3, 4, 5, 6, 7, 8), (5, 6, 7, 8)
+BIG_PIXELS = 4_000_000  # after decoding a photo this big, the freed pixel memory is handed back to the system
 
 
 class BadInput(ValueError):
@@ -119,7 +121,10 @@ class Predictor:
                 if ext is None:
                     raise BadInput(415, f"{img.format} images are not accepted; use JPEG, PNG, WebP, GIF, BMP or TIFF.")
                 self._check_pixels(img)
+                big = img.width * img.height > BIG_PIXELS
                 img = self._decode(img)
+                if big:
+                    _give_memory_back()
         except BadInput:
             raise
         except UnidentifiedImageError:
@@ -252,6 +257,15 @@ def _check_point(point, image_size) -> str:
         raise BadInput(422, f"The point ({row}, {col}) is outside the {h}x{w} photo; rows go 0..{h - 1}, "
                             f"columns 0..{w - 1}.")
     return f"{row:.1f} {col:.1f}"
+
+
+def _give_memory_back() -> None:
+    """Return freed memory to the system (glibc's malloc_trim): without it, the pixels of each big photo decoded
+    in a worker thread stay in that thread's heap, and a few concurrent uploads keep hundreds of MB."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        pass
 
 
 def _orientation(img: Image.Image) -> int:
