@@ -33,6 +33,8 @@ from .mirror import copy_to_mirror
 from .serve.cli import add_serve_command
 from .train import add_predict_command, add_train_command
 
+RESUMES = {"download", "mirror"}  # the commands that, run again, go on where they stopped
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors a student can act on are printed as one message, without a traceback."""
@@ -44,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, KaggleError, ValueError, OSError, KeyError) as e:  # OSError: e.g. a full disk, named
         print(f"{rank_prefix()}error: {e}", file=sys.stderr)  # under torchrun: which process, which machine
         return 1
-    except KeyboardInterrupt:
-        print("\nInterrupted. Run the same command again to resume.", file=sys.stderr)
+    except KeyboardInterrupt:  # train and finetune say themselves what they kept
+        again = " Run the same command again to resume." if args.command in RESUMES else ""
+        print(f"\nInterrupted.{again}", file=sys.stderr)
         return 130
 
 

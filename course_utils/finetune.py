@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import math
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,11 @@ import torch.nn as nn
 from .callbacks import CALLBACK_ORDER, Callback
 from .config import seed_everything
 from .data_block import DataBunch, LabelLists, MultiCategoryList
+from .finetune_data import finetune_data, named_items, original_lists, read_corrections, same_inputs
+from .guard import NonFiniteLossError
 from .learner import Learner, load_learner
 from .metrics import fbeta
-from .serve.feedback import read_feedback
-from .serve.predictor import model_kind
-from .tables import read_csv
+from .train import FLOAT32_MAX, learning_rate, number_arg, positive_int, writable_folder
 
 __all__ = ["FrozenBatchNorm", "FinetuneResult", "read_corrections", "original_lists", "finetune_data", "score",
            "finetune", "add_finetune_command", "DEFAULT_TOLERANCE", "RECIPE"]
@@ -71,8 +70,8 @@ class _EpochStates(Callback):
     """Keeps a copy of the weights after every epoch, so the best epoch can be kept (early stopping)."""
     order = CALLBACK_ORDER["EpochStates"]
 
-    def __init__(self):
-        self.states: list[dict] = []
+    def __init__(self, states: list[dict]):
+        self.states = states
 
     def after_epoch(self):
         self.states.append({k: v.detach().clone() for k, v in self.learn.model.state_dict().items()})
@@ -82,157 +81,18 @@ class _EpochStates(Callback):
 class FinetuneResult:
     """What `finetune` did: `scores` maps each scored set to (before, after), `epoch` is the epoch kept (0: the
     original model, nothing better was found), `written` the new export (None when nothing was written),
-    `notes` the corrections skipped or reported, `per_epoch` the scores after each epoch."""
+    `notes` the corrections skipped or reported, `per_epoch` the scores after each epoch, `interrupted` whether
+    Ctrl-C stopped the training early (the finished epochs were scored and the best kept by the usual rule)."""
     what: str
     scores: dict
     epoch: int
     written: Path | None
     notes: list
     per_epoch: list
+    interrupted: bool = False
 
     def __getitem__(self, key):  # result["corrected items"] -> (before, after), as the scores dict did
         return self.scores[key]
-
-
-# --- the data ------------------------------------------------------------------------------------------------
-def read_corrections(learn: Learner, feedback: str | Path) -> tuple[list, list, list[str]]:
-    """(items, labels, notes) from feedback.csv: image paths (or texts) and their corrected labels, checked
-    against the model's classes before any training (errors name the CSV line). A row whose correction equals
-    what the model predicted is no correction: it is skipped, and `notes` says so; when one input was corrected
-    twice, the later row counts."""
-    kind = model_kind(learn)
-    if kind == "segmentation":
-        raise ValueError("The web app collects no corrections for masks, so there is nothing to fine-tune on.")
-    classes = set(learn.data.classes or [])
-    csv = Path(feedback) / "feedback.csv"
-    kept, notes = {}, []
-    for line, row in enumerate(read_feedback(feedback), start=2):
-        where = f"{csv}, line {line}"
-        label = _parse_label(kind, row["corrected"], classes, where)
-        if _same_answer(kind, row["predicted"], row["corrected"]):
-            notes.append(f"{where}: the correction {row['corrected']!r} is what the model predicted, so it corrects "
-                         "nothing; skipped.")
-            continue
-        if row["file"] in kept:
-            notes.append(f"{where}: {row['file']} was corrected before (line {kept[row['file']][0]}); this later "
-                         "correction is used.")
-        item = row["path"].read_text(encoding="utf-8") if kind == "text" else row["path"]
-        kept[row["file"]] = (line, item, label)
-    items = [v[1] for v in kept.values()]
-    return items, [v[2] for v in kept.values()], notes
-
-
-def _same_answer(kind: str, predicted: str, corrected: str) -> bool:
-    if kind == "multi-label":
-        return set(predicted.split()) == set(corrected.split())
-    if kind == "points":
-        try:
-            a, b = (_points(t) for t in (predicted, corrected))
-        except ValueError:
-            return False
-        return a.shape == b.shape and bool(np.allclose(a, b, atol=0.5))
-    return predicted.strip() == corrected.strip()
-
-
-def _points(text: str) -> np.ndarray:
-    return np.array([float(v) for v in text.replace(";", " ").split()], dtype=np.float32).reshape(-1, 2)
-
-
-def _parse_label(kind: str, text: str, classes: set, where: str):
-    if kind == "points":
-        try:
-            return _points(text)
-        except ValueError:
-            raise ValueError(f"{where}: {text!r} is not a point 'row col'; fix or remove the line.") from None
-    tags = text.split() if kind == "multi-label" else [text]
-    unknown = [t for t in tags if t not in classes]
-    if unknown:
-        raise ValueError(f"{where}: {unknown[0]!r} is not one of the model's classes ({', '.join(sorted(classes))}); "
-                         "fix or remove the line.")
-    return tags if kind == "multi-label" else text
-
-
-def original_lists(learn: Learner, data: str | Path, images: str | Path | None = None, seed: int = 42) -> LabelLists:
-    """The original dataset, split as `train` (or the notebooks) split it: a folder of class sub-folders, or a
-    CSV (image name, labels) with `images` = its images folder; for a text model, a CSV with `label` and
-    `text` columns (and `is_valid`, as IMDB's sample). Points models have no such layout: use no --data."""
-    from .train import own_data
-
-    kind, data = model_kind(learn), Path(data)
-    if not data.exists():
-        raise FileNotFoundError(f"--data {data} does not exist.")
-    if kind == "text":
-        return _text_lists(learn, data, seed)
-    if kind not in ("single-label", "multi-label"):
-        raise ValueError(f"--data works for classifiers; for a {kind} model fine-tune on the corrections alone.")
-    if data.is_dir():
-        return own_data(data, valid_pct=0.2, seed=seed)
-    if images is None:
-        raise ValueError(f"--data {data} is a CSV: say where its images are with --images DIR.")
-    return own_data(images, csv=data, valid_pct=0.2, seed=seed, label_delim=" " if kind == "multi-label" else None)
-
-
-def _text_lists(learn: Learner, csv: Path, seed: int) -> LabelLists:
-    from .text import TextList
-
-    x = learn.data.train_ds.x
-    df = read_csv(csv)
-    texts = TextList.from_df(df, csv.parent, cols="text", vocab=x.vocab, tokenizer=x.tokenizer)
-    split = texts.split_from_df("is_valid") if "is_valid" in df.columns else texts.split_by_rand_pct(0.2, seed=seed)
-    return split.label_from_df(cols="label")
-
-
-def _named(ds) -> tuple[list, list]:
-    """A labelled set as (raw items, label names), for mixing with the corrections."""
-    x, y = ds.x, ds.y
-    items = [x.text(i) for i in range(len(x))] if hasattr(x, "text") else list(x.items)
-    if isinstance(y, MultiCategoryList):
-        return items, [[y.classes[j] for j in o] for o in y.items]
-    return items, [y.classes[o] for o in y.items]
-
-
-def _same_inputs(corrected: list, items: list) -> list[int]:
-    """Indices of `items` (original image paths or texts) that are one of the corrected inputs, byte for byte.
-    Only files as large as a corrected one are read."""
-    if not corrected:
-        return []
-    if isinstance(corrected[0], str):  # texts
-        wanted = set(corrected)
-        return [i for i, t in enumerate(items) if t in wanted]
-    digests = {_sha256(Path(p)) for p in corrected}
-    sizes = {Path(p).stat().st_size for p in corrected}
-    found = []
-    for i, p in enumerate(items):
-        try:
-            if Path(p).stat().st_size in sizes and _sha256(Path(p)) in digests:
-                found.append(i)
-        except OSError:
-            continue
-    return found
-
-
-def _sha256(f: Path) -> str:
-    return hashlib.sha256(f.read_bytes()).hexdigest()
-
-
-def finetune_data(learn: Learner, train: tuple[list, list], valid: tuple[list, list], bs: int = 16) -> DataBunch:
-    """A DataBunch of raw items and label names, prepared exactly like the exported model's inputs (its
-    classes, vocabulary and tokenizer, transforms, size and normalisation)."""
-    exported, text = learn.data, model_kind(learn) == "text"
-    x0, y0 = exported.train_ds.x, exported.train_ds.y
-    items = list(train[0]) + list(valid[0])
-    x = x0.new(items) if text else type(x0)(items, exported.path)  # a text list keeps its vocab and tokenizer
-    n = len(train[0])
-    kwargs = {"classes": exported.classes} if exported.classes is not None else {}
-    src = x.split_by_idxs(range(n), range(n, len(items))).label_from_lists(train[1], valid[1], label_cls=type(y0),
-                                                                           **kwargs)
-    if text:
-        return src.databunch(bs=min(bs, n), num_workers=0, device=exported.device)
-    cfg = dataclasses.replace(exported.valid_ds.cfg, cache=False)  # feedback images: nothing worth caching
-    src = src.transform((exported.train_ds.tfms, exported.valid_ds.tfms), **cfg.options())
-    data = src.databunch(bs=min(bs, n), num_workers=0, device=exported.device)
-    data.norm = exported.norm
-    return data
 
 
 # --- scoring --------------------------------------------------------------------------------------------------
@@ -276,7 +136,7 @@ def finetune(export: str | Path, feedback: str | Path, out: str | Path, data: st
     drops by at most `tolerance` to `out` (a new file). When every epoch drops more, nothing is written unless
     `accept_worse`. Unset settings come from `RECIPE`. Returns a `FinetuneResult`."""
     epochs = _positive("epochs", RECIPE["epochs"] if epochs is None else epochs, whole=True)
-    lr = _positive("lr", RECIPE["lr"] if lr is None else lr)
+    lr = _positive("lr", RECIPE["lr"] if lr is None else lr, most=FLOAT32_MAX)
     tolerance = _positive("tolerance", tolerance, zero=True)
     train = train or RECIPE["train"]
     if train not in TRAIN:
@@ -307,10 +167,13 @@ def finetune(export: str | Path, feedback: str | Path, out: str | Path, data: st
     before = {k: score(learn, d, exact[k]) for k, d in sets.items()}
     what = before["corrected items"][0]
     original = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
-    states = (_train_last(learn, corr, weight, (train_set[0][n_corr:], train_set[1][n_corr:]), epochs, lr, seed)
-              if train == "last" else None)
-    if states is None:  # another part trains, or the last linear layer is not the model's output: train the model
-        states = _train(learn, finetune_data(learn, train_set, valid_set or corr), epochs, lr, train)
+    states, interrupted = _train_epochs(learn, corr, weight, train_set, valid_set, epochs, lr, seed, train)
+    if not states:
+        print(f"\nInterrupted before the first epoch finished: nothing was trained, so nothing was written to {out}.")
+        return FinetuneResult(what, {k: (v[1], v[1]) for k, v in before.items()}, 0, None, notes, [], True)
+    if interrupted:
+        print(f"\nInterrupted after {len(states)} finished epoch(s) of {epochs}: they are scored, and the best is "
+              "kept by the same rule as at the end of a full run.")
     per_epoch = []
     for state in states:
         learn.model.load_state_dict(state)
@@ -319,7 +182,7 @@ def finetune(export: str | Path, feedback: str | Path, out: str | Path, data: st
                                         accept_worse)
     learn.model.load_state_dict(states[epoch - 1] if epoch else original)
     after = per_epoch[epoch - 1] if epoch else {k: v[1] for k, v in before.items()}
-    _print_scores(sets, before, after, epoch, epochs)
+    _print_scores(sets, before, after, epoch, len(states))
     print("after each epoch: " + ", ".join(" / ".join(f"{v:.3f}" for v in e.values()) for e in per_epoch)
           + f"  ({' / '.join(sets)})")
     print(verdict)
@@ -333,35 +196,30 @@ def finetune(export: str | Path, feedback: str | Path, out: str | Path, data: st
         written = learn.export(out.name)
         print(f"exported to {out} (the original {export} is unchanged); serve it with "
               f"`python -m course_utils serve {out} --feedback {feedback}`")
-    return FinetuneResult(what, {k: (before[k][1], after[k]) for k in sets}, epoch, written, notes, per_epoch)
+    return FinetuneResult(what, {k: (before[k][1], after[k]) for k in sets}, epoch, written, notes, per_epoch,
+                          interrupted)
 
 
-def _positive(name: str, value, whole: bool = False, zero: bool = False):
-    """`value` if it is a finite number above 0 (or 0 with `zero`; whole with `whole`), else a ValueError."""
+def _positive(name: str, value, whole: bool = False, zero: bool = False, most: float = math.inf):
+    """`value` if it is a finite number above 0 (or 0 with `zero`; whole with `whole`) and at most `most`, else a
+    ValueError."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-        value >= 0 if zero else value > 0) and (not whole or float(value).is_integer())
+        value >= 0 if zero else value > 0) and value <= most and (not whole or float(value).is_integer())
     if not ok:
         kind = "a whole number of at least 1" if whole else ("a number of at least 0" if zero else "a positive number")
-        raise ValueError(f"finetune: {name} must be {kind}, not {value!r}.")
+        raise ValueError(f"finetune: {name} must be {kind}" + (f" up to {most:g}" if most < math.inf else "")
+                         + f", not {value!r}.")
     return int(value) if whole else float(value)
 
 
 def _new_export_path(export: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """(out, export): `out` must be a new file in a folder we can write to, checked before any training."""
+    """(out, export): `out` must be a new file, in a folder that is created if needed and that we can write to,
+    checked before any training (as `train` checks its --out)."""
     out, export = Path(out), Path(export)
     export = export / "export.pkl" if export.is_dir() else export
     if out.exists() or out.resolve() == export.resolve():
         raise ValueError(f"{out} exists already; finetune never overwrites an export. Choose another --out.")
-    folder = out.parent
-    if not folder.is_dir():
-        raise ValueError(f"--out {out}: the folder {folder} does not exist; create it (mkdir -p {folder}) or "
-                         "choose another --out.")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise ValueError(f"--out {out}: cannot write in {folder} ({e.strerror or e}); choose a folder you can "
-                         "write to.") from None
+    writable_folder(out.parent, "--out", file=out)
     return out, export
 
 
@@ -374,15 +232,15 @@ def _sets(corr: tuple[list, list], orig: LabelLists | None, weight: int,
         return (items, labels), None, ["Without --data there is no original validation set: finetune cannot tell "
                                        "whether the model got worse on what it knew."] if corr[0] else []
     notes = []
-    v_items, v_labels = _named(orig.valid)
-    in_valid = _same_inputs(corr[0], v_items)
+    v_items, v_labels = named_items(orig.valid)
+    in_valid = same_inputs(corr[0], v_items)
     if in_valid:
         notes.append(f"{len(in_valid)} of the corrected inputs are also in the original validation set; they are "
                      "scored with the corrected items and left out of 'original validation'.")
     keep = sorted(set(range(len(v_items))) - set(in_valid))
     valid = ([v_items[i] for i in keep], [v_labels[i] for i in keep])
-    t_items, t_labels = _named(orig.train)
-    in_train = set(_same_inputs(corr[0], t_items))
+    t_items, t_labels = named_items(orig.train)
+    in_train = set(same_inputs(corr[0], t_items))
     if in_train:
         notes.append(f"{len(in_train)} of the corrected inputs are in the original training set: their old labels "
                      "are left out of the mix (the corrections replace them).")
@@ -392,10 +250,29 @@ def _sets(corr: tuple[list, list], orig: LabelLists | None, weight: int,
     return (items + [t_items[i] for i in pick], labels + [t_labels[i] for i in pick]), valid, notes
 
 
-def _train(learn: Learner, data: DataBunch, epochs: int, lr: float, train: str) -> list[dict]:
+def _train_epochs(learn: Learner, corr: tuple[list, list], weight: int, train_set: tuple[list, list],
+                  valid_set: tuple[list, list] | None, epochs: int, lr: float, seed: int,
+                  train: str) -> tuple[list[dict], bool]:
+    """(the weights after each finished epoch, whether Ctrl-C stopped the training early: the finished epochs
+    are kept). A training loss that becomes NaN or infinite is a ValueError saying to lower the rate."""
+    n_corr, states = weight * len(corr[0]), []
+    try:
+        orig = (train_set[0][n_corr:], train_set[1][n_corr:])
+        if train != "last" or not _train_last(learn, corr, weight, orig, epochs, lr, seed, states):
+            _train(learn, finetune_data(learn, train_set, valid_set or corr), epochs, lr, train, states)
+    except KeyboardInterrupt:
+        return states, True
+    except NonFiniteLossError:
+        raise ValueError(f"finetune: the training loss became NaN or infinite in epoch {len(states) + 1} of "
+                         f"{epochs}: lr {lr:g} is far too high. Nothing was written; try a smaller --lr (the "
+                         f"recipe's is {RECIPE['lr']:g}).") from None
+    return states, False
+
+
+def _train(learn: Learner, data: DataBunch, epochs: int, lr: float, train: str, states: list[dict]) -> None:
     """Train with the one-cycle schedule, BatchNorm statistics frozen (and with `train="head"` the body too),
     then restore the export's inference data (its thresholds, vocabulary and transforms go into the new export
-    unchanged). Returns the weights after each epoch."""
+    unchanged). The weights after each epoch are appended to `states`."""
     exported, learn.data = learn.data, data
     part = _trained_part(learn.model, train)
     for p in learn.model.parameters():
@@ -403,7 +280,7 @@ def _train(learn: Learner, data: DataBunch, epochs: int, lr: float, train: str) 
     for p in part.parameters():
         p.requires_grad_(True)
     learn.create_opt()
-    extra = [FrozenBatchNorm(), _EpochStates()]
+    extra = [FrozenBatchNorm(), _EpochStates(states)]
     for cb in extra:
         cb.learn = learn
         learn.callbacks.append(cb)
@@ -415,20 +292,19 @@ def _train(learn: Learner, data: DataBunch, epochs: int, lr: float, train: str) 
         for p in learn.model.parameters():
             p.requires_grad_(True)
         learn.data = exported
-    return extra[1].states
 
 
 def _train_last(learn: Learner, corr: tuple[list, list], weight: int, orig: tuple[list, list], epochs: int,
-                lr: float, seed: int, bs: int = 16, momentum: float = 0.9) -> list[dict] | None:
+                lr: float, seed: int, states: list[dict], bs: int = 16, momentum: float = 0.9) -> bool:
     """Train only the model's last linear layer with plain SGD (momentum, constant rate): the inputs of that
     layer are computed once (evaluation mode, the validation transforms), each correction counted `weight` times
     beside the original items `orig`. Adam moves every weight by about the rate however small its gradient, and
-    measured, lost more on the original validation set; SGD moves each weight by its gradient. Returns the
-    model's weights after each epoch, or None when the last linear layer's output is not the model's output
-    (then the whole model must run at every step)."""
+    measured, lost more on the original validation set; SGD moves each weight by its gradient. The model's
+    weights after each epoch are appended to `states`. Returns False, untrained, when the last linear layer's
+    output is not the model's output (then the whole model must run at every step)."""
     lin = [m for m in learn.model.modules() if isinstance(m, nn.Linear)]
     if not lin:
-        return None
+        return False
     lin = lin[-1]
     x, y = [], []
     for part, times in ((corr, weight), (orig, 1)):
@@ -450,24 +326,25 @@ def _train_last(learn: Learner, corr: tuple[list, list], weight: int, orig: tupl
             hook.remove()
         out = torch.cat(outs)
         if out.shape != preds.shape or not torch.allclose(out, preds, atol=1e-4):
-            return None
+            return False
         x.append(torch.cat(feats).repeat(times, *[1] * (feats[0].dim() - 1)))
         y.append(targs.repeat(times, *[1] * (targs.dim() - 1)))
     x, y = torch.cat(x), torch.cat(y)
     loss_func = learn.loss_func
     opt = torch.optim.SGD(lin.parameters(), lr=lr, momentum=momentum)
     gen = torch.Generator().manual_seed(seed)
-    states = []
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), bs):
             i = order[start:start + bs]
             loss = loss_func(lin(x[i].to(lin.weight.device)), y[i].to(lin.weight.device))
+            if not bool(torch.isfinite(loss)):
+                raise NonFiniteLossError(f"the loss became {loss.item()}")
             opt.zero_grad()
             loss.backward()
             opt.step()
         states.append({k: v.detach().clone() for k, v in learn.model.state_dict().items()})
-    return states
+    return True
 
 
 def _trained_part(model: nn.Module, train: str) -> nn.Module:
@@ -547,11 +424,12 @@ def add_finetune_command(commands) -> None:
     cmd.add_argument("--data", metavar="ORIGINAL", help="the original data: a folder of class sub-folders, a CSV "
                      "of (image, labels) with --images, or a text CSV (label, text[, is_valid])")
     cmd.add_argument("--images", metavar="DIR", help="the images of a --data CSV")
-    cmd.add_argument("--epochs", type=_arg(whole=True), default=RECIPE["epochs"],
+    cmd.add_argument("--epochs", type=positive_int, default=RECIPE["epochs"],
                      help=f"epochs; the best is kept (default: {RECIPE['epochs']})")
-    cmd.add_argument("--lr", type=_arg(), default=RECIPE["lr"],
+    cmd.add_argument("--lr", type=learning_rate, default=RECIPE["lr"],
                      help=f"maximum learning rate (default: {RECIPE['lr']:g})")
-    cmd.add_argument("--tolerance", type=_arg(zero=True), default=DEFAULT_TOLERANCE,
+    cmd.add_argument("--tolerance", type=number_arg(lambda v: v >= 0, "a number of at least 0"),
+                     default=DEFAULT_TOLERANCE,
                      help="the most the original validation score may drop, absolute (default: "
                           f"{DEFAULT_TOLERANCE:g})")
     cmd.add_argument("--accept-worse", action="store_true", help="write the new export even when it loses more "
@@ -560,24 +438,12 @@ def add_finetune_command(commands) -> None:
     cmd.set_defaults(run=_finetune)
 
 
-def _arg(whole: bool = False, zero: bool = False):
-    """argparse type: a finite number above 0 (or at least 0 with `zero`; whole with `whole`)."""
-    def parse(text: str):
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        try:
-            return _positive("x", value, whole=whole, zero=zero)
-        except ValueError:
-            kind = "a whole number of at least 1" if whole else ("a number of at least 0" if zero else
-                                                                 "a finite number above 0")
-            raise argparse.ArgumentTypeError(f"must be {kind}, not {text!r}") from None
-    parse.__name__ = "number"
-    return parse
-
-
 def _finetune(args) -> int:
-    res = finetune(args.export, args.feedback, args.out, args.data, args.images, args.epochs, args.lr,
-                   tolerance=args.tolerance, accept_worse=args.accept_worse)
-    return 0 if res.written is not None else 1
+    try:
+        res = finetune(args.export, args.feedback, args.out, args.data, args.images, args.epochs, args.lr,
+                       tolerance=args.tolerance, accept_worse=args.accept_worse)
+    except KeyboardInterrupt:  # before training, or while the finished epochs were scored
+        done = f"{args.out} was written" if Path(args.out).exists() else f"nothing was written to {args.out}"
+        print(f"\nInterrupted: {done}.", file=sys.stderr)
+        return 130
+    return 130 if res.interrupted else 0 if res.written is not None else 1

@@ -10,6 +10,7 @@ label type) and `train_recipe` (frozen, then unfrozen with discriminative learni
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from .data_block import CategoryList, LabelLists, MultiCategoryList
+from .guard import NonFiniteLossError
 from .learner import Learner, load_learner, unfreeze_slice
 from .metrics import accuracy, accuracy_thresh, fbeta, masked_accuracy
 from .tables import read_csv, same_names_on_disk
@@ -171,26 +173,39 @@ def add_train_command(commands) -> None:
     cmd.add_argument("--size", type=positive_int, default=128, help="image size in pixels (default: 128)")
     cmd.add_argument("--bs", type=positive_int, default=32, help="batch size, per GPU under torchrun (default: 32)")
     cmd.add_argument("--epochs", type=positive_int, default=4, help="epochs for each of the two stages (default: 4)")
-    cmd.add_argument("--lr", type=float, help="maximum learning rate (default: the LR finder's suggestion)")
-    cmd.add_argument("--valid-pct", type=float, default=0.2, help="share held out for validation (default: 0.2)")
-    cmd.add_argument("--seed", type=int, default=42, help="seed of the validation split (default: 42)")
+    cmd.add_argument("--lr", type=learning_rate, help="maximum learning rate (default: the LR finder's suggestion)")
+    cmd.add_argument("--valid-pct", type=number_arg(lambda v: 0 < v < 1, "a number between 0 and 1 (both excluded)"),
+                     default=0.2, help="share held out for validation, above 0 and below 1 (default: 0.2)")
+    cmd.add_argument("--seed", type=seed_arg, default=42, help="seed of the validation split (default: 42)")
     cmd.add_argument("--out", required=True, metavar="DIR", help="where to write export.pkl")
     cmd.set_defaults(run=_train)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1 (a size, batch size or epoch count of 0 cannot work)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
+def number_arg(ok: Callable[[float], bool], expected: str, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number for which `ok(value)` holds (and whole with `whole`), else an error
+    saying it must be `expected`; argparse puts the option's name first ("argument --lr: must be ...")."""
+    def parse(text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and ok(value) and (not whole or value.is_integer())):
+            raise argparse.ArgumentTypeError(f"must be {expected}, not {text!r}")
+        return int(value) if whole else value
+    parse.__name__ = "number"
+    return parse
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # a larger learning rate is infinite for float32 weights (torch refuses it)
+
+# a size, batch size or epoch count of 0 cannot work; a learning rate of 0, below 0 or NaN trains nothing or uphill
+positive_int = number_arg(lambda v: v >= 1, "a positive whole number", whole=True)
+learning_rate = number_arg(lambda v: 0 < v <= FLOAT32_MAX, "a finite number above 0")
+seed_arg = number_arg(lambda v: v >= 0, "a whole number of at least 0", whole=True)
 
 
 def _train(args) -> int:
-    out = _output_folder(Path(args.out))  # before anything slow: a bad --out must not cost a training run
+    out = writable_folder(Path(args.out))  # before anything slow: a bad --out must not cost a training run
     src = own_data(args.images, csv=args.csv, masks=args.masks, codes=args.codes, valid_pct=args.valid_pct,
                    seed=args.seed)
     learn = own_learner(src, size=args.size, bs=args.bs, arch=args.arch, pretrained=args.pretrained)
@@ -204,21 +219,38 @@ def _train(args) -> int:
         lr = train_recipe(learn, args.epochs, args.lr, after_stage=export_stage)
     except KeyboardInterrupt:
         return _interrupted(learn, finished)
+    except NonFiniteLossError:
+        raise ValueError(_diverged(learn, finished)) from None
     print(f"learning rate {lr:.2e}; the final model is {out / 'export.pkl'}")
     return 0
 
 
-def _output_folder(out: Path) -> Path:
-    """`out`, created and known to be writable, or a ValueError saying why not."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder (the model is written inside it, as export.pkl).")
+def writable_folder(folder: Path, option: str = "--out", file: Path | None = None) -> Path:
+    """`folder`, created if needed and known to be writable, or a ValueError naming `option` and saying why
+    not (`file`: the option names a file and `folder` is where it goes)."""
+    what = f"{option} {folder}" if file is None else f"the folder {folder} of {option} {file}"
+    if folder.exists() and not folder.is_dir():
+        hint = ("give a folder (the model is written inside it, as export.pkl)" if file is None
+                else f"choose another {option}")
+        raise ValueError(f"{what[0].upper()}{what[1:]} is a file, not a folder; {hint}.")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise ValueError(f"Cannot write in --out {out} ({e.strerror or e}); choose another folder.") from e
-    return out
+        raise ValueError(f"Cannot write in {what} ({e.strerror or e}); choose another {option}.") from e
+    return folder
+
+
+def _diverged(learn: Learner, finished: list[int]) -> str:
+    """What the command line says when the training loss turned NaN or infinite (the NaN guard stopped it)."""
+    stage = len(finished) + 1
+    kept = (f"The model as stage {finished[-1]} finished stays exported in {learn.path / 'export.pkl'}."
+            if finished else "Nothing was exported.")
+    return (f"Training stopped in stage {stage} of 2, epoch {learn.epoch + 1}/{learn.n_epochs}: the loss became "
+            f"{learn.loss.item():g} (learning rate {learn.opt.param_groups[-1]['lr']:.2e}), so the learning rate "
+            f"is too high. {kept} Try a smaller --lr (or leave --lr out: the LR finder picks one); if it happens "
+            "at once, look for NaN or infinite values in the data.")
 
 
 def _interrupted(learn: Learner, finished: list[int]) -> int:
@@ -249,8 +281,9 @@ def add_predict_command(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     cmd.add_argument("model", metavar="MODEL", help="export.pkl written by `train` (or its folder)")
     cmd.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    cmd.add_argument("--thresh", type=float, help="multi-label: probability above which a label is printed "
-                     "(default: the model's own, tuned or 0.5)")
+    cmd.add_argument("--thresh", type=number_arg(lambda v: 0 <= v <= 1, "a number from 0 to 1"),
+                     help="multi-label: probability from 0 to 1 above which a label is printed (default: the "
+                          "model's own, tuned or 0.5)")
     cmd.set_defaults(run=_predict)
 
 
