@@ -79,3 +79,20 @@ def test_an_unknown_name_is_refused_with_the_known_ones(capsys):
         main(["download", "planets"])
     assert exit_.value.code == 2
     assert "invalid choice: 'planets' (choose from 'biwi_head_pose', 'camvid'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,resumes", [(["download", "camvid"], True), (["datasets"], False),
+                                          (["predict", "model.pkl", "photo.jpg"], False)])
+def test_ctrl_c_promises_a_resume_only_where_running_again_resumes(monkeypatch, capsys, argv, resumes):
+    """Ctrl-C: download picks up where it stopped; predict or datasets have nothing to resume, so no such advice."""
+    import course_utils.__main__ as cli
+    from course_utils import train
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    for module, name in ((cli, "download_dataset"), (cli, "dataset_status"), (train, "load_learner")):
+        monkeypatch.setattr(module, name, interrupt)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err == ("\nInterrupted. Run the same command again to resume.\n" if resumes else "\nInterrupted.\n")
