@@ -2,7 +2,7 @@
 
 Each `# %% name` section is what a student would type into the answer cell of exercise `name`; with
 COURSE_SOLUTIONS=1 the notebook's checks run these sections in the notebook's namespace instead of the student's
-cells (course_utils/exercises.py). Names such as `void_code`, `path` and `stage2_lrs` come from the notebook."""
+cells (course_utils/exercises/). Names such as `void_code`, `path` and `stage2_lrs` come from the notebook."""
 # ruff: noqa: F821  (the names are the notebook's)
 
 # %% my_acc_camvid

@@ -3,7 +3,7 @@ first).
 
 Each `# %% name` section is what a student would type into the answer cell of exercise `name`; with
 COURSE_SOLUTIONS=1 the notebook's checks run these sections in the notebook's namespace instead of the student's
-cells (course_utils/exercises.py). `ImageList`, `get_transforms`, `Dataset` and `torch` come from the notebook."""
+cells (course_utils/exercises/). `ImageList`, `get_transforms`, `Dataset` and `torch` come from the notebook."""
 # ruff: noqa: F821  (the names are the notebook's)
 
 # %% my_databunch

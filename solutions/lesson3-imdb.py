@@ -2,7 +2,7 @@
 
 Each `# %% name` section is what a student would type into the answer cell of exercise `name`; with
 COURSE_SOLUTIONS=1 the notebook's checks run these sections in the notebook's namespace instead of the student's
-cells (course_utils/exercises.py). `learn` is the notebook's classifier."""
+cells (course_utils/exercises/). `learn` is the notebook's classifier."""
 # ruff: noqa: F821  (the names are the notebook's)
 
 # %% my_tokens

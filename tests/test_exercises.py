@@ -1,4 +1,4 @@
-"""The exercise checks (course_utils/exercises.py): each accepts its reference solution (solutions/, run the way
+"""The exercise checks (course_utils/exercises/): each accepts its reference solution (solutions/, run the way
 COURSE_SOLUTIONS=1 runs it in a notebook), rejects typical wrong answers with a hint naming the mistake, says
 "not answered yet" for a blank answer, and never raises on a student's answer."""
 from pathlib import Path
@@ -372,7 +372,7 @@ def test_relu_sum(capsys, monkeypatch):
 # --------------------------------------------------------------------------- solutions mode
 def test_a_rejected_or_missing_solution_fails_loudly(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("COURSE_SOLUTIONS", "1")
-    monkeypatch.setattr(ex, "solutions_dir", lambda: tmp_path)
+    monkeypatch.setattr(ex.core, "solutions_dir", lambda: tmp_path)  # where solution_code looks it up
     with pytest.raises(ex.SolutionRejected, match="no reference solution file"):
         ex.check_relu_sum({})
     (tmp_path / "lesson3-data-block.py").write_text("# %% my_relu_sum\nmy_relu_sum = lambda x, w, b, a, c: x\n"

@@ -1,5 +1,5 @@
 """Append "Check your understanding" to each lesson notebook: a questionnaire (answers in answers/<notebook>.md)
-and exercises whose answers course_utils/exercises.py checks (reference answers in solutions/<notebook>.py);
+and exercises whose answers course_utils/exercises/ checks (reference answers in solutions/<notebook>.py);
 the own-data notebook gets a checklist instead.
 
 Idempotent: every cell this tool wrote before (tagged `questionnaire` or `exercise`) is removed, then the current
