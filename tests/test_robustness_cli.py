@@ -31,15 +31,15 @@ def test_an_out_that_is_a_file_is_refused_before_training(planet_path, tmp_path,
 
 
 def test_ctrl_c_in_the_second_stage_exports_the_model_and_says_where(planet_path, tmp_path, capsys, monkeypatch):
-    real_validate, calls = Learner.validate, []
+    real_validate, calls = Learner._validate, []
 
-    def validate_then_interrupt(self):
+    def validate_then_interrupt(self, cbs):
         calls.append(1)
         if len(calls) == 3:  # stage 1 has 2 epochs: this is stage 2's first validation
             raise KeyboardInterrupt
-        return real_validate(self)
+        return real_validate(self, cbs)
 
-    monkeypatch.setattr(Learner, "validate", validate_then_interrupt)
+    monkeypatch.setattr(Learner, "_validate", validate_then_interrupt)  # what fit calls after each epoch
     out = tmp_path / "run"
     assert main(_train_args(planet_path, out)) == 130
     err = capsys.readouterr().err
