@@ -7,13 +7,11 @@ The loop in `fit` is fixed; schedules, recording, progress and mixed precision a
 from __future__ import annotations
 
 import copy
-import functools
 import gc
 import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ from .config import SMOKE_TRAIN_ITEMS, announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .distributed import DistributedTraining, launched_by_torchrun
 from .guard import NaNGuard
+from .metrics import Metric, ValidSums
 from .persist import (
     ModelSpec,
     atomic_save,
@@ -41,18 +40,6 @@ __all__ = ["Learner", "load_learner", "lr_find", "lr_range", "safe_load", "unfre
 
 DEFAULT_LR = slice(3e-3)
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)
-
-
-class Metric:
-    """A metric function with the name the progress table shows (`partial` keeps the function's name)."""
-
-    def __init__(self, func: Callable):
-        self.func = func
-        inner = func.func if isinstance(func, functools.partial) else func
-        self.name = getattr(inner, "__name__", type(inner).__name__)
-
-    def __call__(self, pred, targ):
-        return self.func(pred, targ)
 
 
 def _first_images(batch):
@@ -77,25 +64,6 @@ def lr_range(lr: float | slice, n_groups: int) -> list[float]:
         return [lr.stop]
     ratio = (lr.stop / lr.start) ** (1 / (n_groups - 1))
     return [lr.start * ratio ** i for i in range(n_groups)]
-
-
-@dataclass
-class ValidSums:
-    """What one validation pass adds up: the items seen, and the loss and each metric times the items of each
-    batch (so the averages are weighted by batch size). Distributed training adds the processes' sums together."""
-    items: float = 0.0
-    loss: float = 0.0
-    metrics: list[float] = field(default_factory=list)
-
-    def as_list(self) -> list[float]:
-        """[items, loss, *metrics]: the form a collective sum (`all_sum`) takes."""
-        return [self.items, self.loss, *self.metrics]
-
-    @classmethod
-    def from_list(cls, values: Sequence[float]) -> "ValidSums":
-        """The inverse of `as_list`."""
-        items, loss, *metrics = values
-        return cls(float(items), float(loss), [float(m) for m in metrics])
 
 
 class Learner:

@@ -4,12 +4,16 @@ the Learner averages them over the validation set weighted by batch size. For th
 `dice` and `rmse` are per-batch values (the lesson's way), so over several batches their average is close
 to, not exactly, the value pooled over all pixels or samples (a batch with more void pixels counts as
 much as one with fewer)."""
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["accuracy", "error_rate", "accuracy_thresh", "fbeta", "masked_accuracy", "dice", "mse", "rmse",
-           "MSELossFlat"]
+           "MSELossFlat", "Metric", "ValidSums"]
 
 
 def accuracy(input: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
@@ -84,3 +88,34 @@ class MSELossFlat(nn.MSELoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return super().forward(input.reshape(-1).float(), target.reshape(-1).float())
+
+
+class Metric:
+    """A metric function with the name the progress table shows (`partial` keeps the function's name)."""
+
+    def __init__(self, func: Callable):
+        self.func = func
+        inner = func.func if isinstance(func, functools.partial) else func
+        self.name = getattr(inner, "__name__", type(inner).__name__)
+
+    def __call__(self, pred, targ):
+        return self.func(pred, targ)
+
+
+@dataclass
+class ValidSums:
+    """What one validation pass adds up: the items seen, and the loss and each metric times the items of each
+    batch (so the averages are weighted by batch size). Distributed training adds the processes' sums together."""
+    items: float = 0.0
+    loss: float = 0.0
+    metrics: list[float] = field(default_factory=list)
+
+    def as_list(self) -> list[float]:
+        """[items, loss, *metrics]: the form a collective sum (`all_sum`) takes."""
+        return [self.items, self.loss, *self.metrics]
+
+    @classmethod
+    def from_list(cls, values: Sequence[float]) -> "ValidSums":
+        """The inverse of `as_list`."""
+        items, loss, *metrics = values
+        return cls(float(items), float(loss), [float(m) for m in metrics])

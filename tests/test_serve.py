@@ -491,3 +491,41 @@ def test_a_model_that_outputs_nan_is_a_json_500(exports, tmp_path):
     assert r.status_code == 500 and "The model's output is not finite" in r.json()["error"]
     r = c.post("/feedback", files={"file": ("a.png", sample, "image/png")}, data={"label": classes[0]})
     assert r.status_code == 500 and stored(tmp_path) == []
+
+
+def test_concurrent_predictions_share_model_passes_and_each_gets_its_own_answer(tmp_path):
+    """Batched serving: requests sent at once are answered with exactly what each gets alone, in fewer passes."""
+    import threading
+
+    from course_utils.serve.predictor import Predictor
+
+    learn, _ = make_learner("multi-label", tmp_path / "m")
+    export = learn.export()
+    predictor = Predictor(export, batch_wait_ms=200)
+    imgs = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+            for i in range(8)]
+    alone = [predictor.predict(img) for img in imgs]
+    passes = predictor.batcher.batches
+    together, barrier = [None] * 8, threading.Barrier(8)
+
+    def one(i):
+        barrier.wait()
+        together[i] = predictor.predict(imgs[i])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for a, b in zip(alone, together):
+        assert b["labels"] == a["labels"] and b["probabilities"] == pytest.approx(a["probabilities"], abs=1e-4)
+    assert predictor.batcher.batches - passes < 8
+
+
+def test_batching_can_be_turned_off(tmp_path):
+    from course_utils.serve.predictor import Predictor
+
+    learn, item = make_learner("single-label", tmp_path / "s")
+    predictor = Predictor(learn.export(), max_batch=1)
+    assert predictor.predict(Image.open(item))["kind"] == "single-label"
+    assert predictor.batcher.max_batch == 1

@@ -64,15 +64,17 @@ def default_feedback_dir(export: str | Path) -> Path:
 
 def create_app(export: str | Path, feedback_dir: str | Path | None = None, max_mb: float = 10.0,
                max_chars: int = 10_000, max_mp: float = 40.0, hosts=LOCAL_HOSTS,
-               body_timeout: float = 30.0) -> Starlette:
+               body_timeout: float = 30.0, max_batch: int = 32, batch_wait_ms: float = 5.0) -> Starlette:
     """The app for one exported learner; corrections go to `feedback_dir` (default: beside the export), which
     is checked first (FeedbackFolderError when it cannot take them). After a fine-tune, point it at the new
     export with the same `feedback_dir`: the rows already there stay, and each new row names the export it
     corrected. `hosts` are the host names it answers to (None: any); `body_timeout` the seconds a request body
-    may go without sending anything."""
+    may go without sending anything. Concurrent predictions share model passes of up to `max_batch` inputs
+    (1: one at a time), a request waiting at most `batch_wait_ms` for companions (see batcher.py)."""
     store = FeedbackStore(feedback_dir or default_feedback_dir(export))
     store.prepare()  # before the model loads: a wrong folder is said at once
-    predictor = Predictor(export, max_chars=max_chars, max_mp=max_mp)
+    predictor = Predictor(export, max_chars=max_chars, max_mp=max_mp, max_batch=max_batch,
+                          batch_wait_ms=batch_wait_ms)
     store.export = predictor.export_id
     limits = {"max_bytes": int(max_mb * 1024 * 1024), "timeout": body_timeout,
               "decoding": threading.BoundedSemaphore(DECODE_SLOTS)}

@@ -43,6 +43,17 @@ def _positive(kind):
     return parse
 
 
+def _zero_or_more(text: str) -> float:
+    """An argparse type: a finite number of 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a number of 0 or more")
+    return value
+
+
 def add_serve_command(commands) -> None:
     """Register `serve` on the CLI's subparsers."""
     cmd = commands.add_parser(
@@ -62,6 +73,11 @@ def add_serve_command(commands) -> None:
                      help="largest image in megapixels; bigger ones are refused before decoding (default: 40)")
     cmd.add_argument("--body-timeout", type=_positive(float), default=30.0, metavar="SECONDS",
                      help="answer 408 to an upload that sends nothing for this long (default: 30)")
+    cmd.add_argument("--max-batch", type=_positive(int), default=32,
+                     help="most requests one model pass serves together; 1 = one at a time (default: 32)")
+    cmd.add_argument("--batch-wait-ms", type=_zero_or_more, default=5.0, metavar="MS",
+                     help="longest a request waits for others on their way to share its model pass; a request "
+                          "alone never waits (default: 5)")
     cmd.set_defaults(run=_serve)
 
 
@@ -73,7 +89,8 @@ def _serve(args) -> int:
     sock = _bind(args.host, args.port)  # before the model loads: a taken port or unknown host is said at once
     any_host = args.host in ("0.0.0.0", "::", "")
     app = create_app(args.export, args.feedback, args.max_mb, args.max_chars, args.max_mp,
-                     hosts=None if any_host else (*LOCAL_HOSTS, args.host), body_timeout=args.body_timeout)
+                     hosts=None if any_host else (*LOCAL_HOSTS, args.host), body_timeout=args.body_timeout,
+                     max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
     predictor, store = app.state.predictor, app.state.store
     broken = predictor.nonfinite_weights()
     if broken:

@@ -6,12 +6,14 @@ Every check that can refuse a request runs here, before anything is stored (see 
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import hashlib
 import io
 import math
 import threading
 import warnings
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from ..vision.image import to_rgb
 from ..vision.points import PointsLabelList
 from ..vision.segmentation import MASK_COLOURS, SegmentationLabelList
 from ..vision.transforms import sample_plan
+from .batcher import Batcher
 
 __all__ = ["KINDS", "BadInput", "ModelOutputError", "Predictor", "model_kind"]
 
@@ -66,9 +69,12 @@ def model_kind(learn: Learner) -> str:
 
 
 class Predictor:
-    """One exported learner, ready to answer requests (one prediction at a time: the model is not thread-safe)."""
+    """One exported learner, ready to answer requests from many threads: each prepares its own input, and the
+    model runs them in batches in one thread of its own (a model is not thread-safe; see batcher.py).
+    `max_batch=1` runs one request at a time; `batch_wait_ms` is the longest a request waits for companions."""
 
-    def __init__(self, export: str | Path, max_chars: int = 10_000, max_mp: float = 40.0):
+    def __init__(self, export: str | Path, max_chars: int = 10_000, max_mp: float = 40.0, max_batch: int = 32,
+                 batch_wait_ms: float = 5.0):
         self.export = Path(export)
         self.learn = load_learner(export, device="cpu")
         f = self.export / "export.pkl" if self.export.is_dir() else self.export
@@ -79,7 +85,9 @@ class Predictor:
         self.classes = list(self.learn.data.classes or [])
         self.max_chars = max_chars
         self.max_mp = max_mp  # megapixels: far below Pillow's bomb limit, so a huge photo costs little memory
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # text models: one tokenisation at a time
+        self.batcher = Batcher(self.learn.eval_forward, max_batch=max_batch, wait_ms=batch_wait_ms)
+        weakref.finalize(self, self.batcher.close)  # the worker thread ends with the predictor
 
     def nonfinite_weights(self) -> list[str]:
         """The names of the model's tensors that hold NaN or infinite values (none in a sound export)."""
@@ -182,8 +190,9 @@ class Predictor:
     def predict(self, item) -> dict:
         """A prediction as JSON values: the label(s) and probabilities for classifiers, a coloured mask PNG
         over the model's view of the photo for segmentation, the point(s) in the photo's pixels for points."""
-        with self._lock, torch.no_grad():
-            label, _, probs = self.learn.predict(item)
+        serial = self._lock if self.kind == "text" else contextlib.nullcontext()
+        with self.batcher.request() as ticket, serial, torch.no_grad():
+            label, _, probs = self.learn.predict(item, run=lambda xb: self.batcher(xb, ticket))
             if not bool(torch.isfinite(probs).all()):
                 raise ModelOutputError(
                     f"The model's output is not finite (NaN or infinite): the weights of {self.export_file.name} are "
