@@ -50,52 +50,60 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # the client hanging up on a stalled or dropped reply is part of the tests
 
 
-def _handler(server: LocalServer):
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            name = self.path.lstrip("/")
-            server.requests.append((name, self.headers.get("Range"), self.headers.get("If-Range")))
-            plan = server.plans.get(name) or []
-            step, _, arg = (plan.pop(0) if plan else "ok").partition(":")
-            if step == "stall":
-                server.closing.wait(STALL_LIMIT)
-                return
-            if step in ("silent", "trickle"):
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(server.files.get(name, b"x" * 1000))))
-                self.end_headers()
-                self.wfile.flush()
-                while step == "trickle" and not server.closing.wait(float(arg)):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                server.closing.wait(STALL_LIMIT)
-                return
-            if step == "status":
-                return self.send_error(int(arg))
-            if name not in server.files:
-                return self.send_error(404)
-            data, etag = server.files[name], server.etags[name]
-            start = self._range_start(etag) if step != "whole" else 0
-            if start >= len(data) > 0:
-                return self.send_error(416)
-            body = data[start:]
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", arg if step == "announce" else str(len(body)))
-            self.send_header("ETag", etag)
-            self.end_headers()
-            self.wfile.write(body[:int(arg)] if step == "drop" else body)
+class _Handler(BaseHTTPRequestHandler):
+    """Answers GET from the files of `local` (a LocalServer), following its plans."""
 
-        def _range_start(self, etag: str) -> int:
-            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-            if_range = self.headers.get("If-Range")
-            return int(match.group(1)) if match and if_range in (None, etag) else 0
+    local: LocalServer
 
-        def log_message(self, *args):
-            pass
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        self.local.requests.append((name, self.headers.get("Range"), self.headers.get("If-Range")))
+        plan = self.local.plans.get(name) or []
+        step, _, arg = (plan.pop(0) if plan else "ok").partition(":")
+        if step == "stall":
+            self.local.closing.wait(STALL_LIMIT)
+            return
+        if step in ("silent", "trickle"):
+            return self._stall_after_headers(name, step, arg)
+        if step == "status":
+            return self.send_error(int(arg))
+        if name not in self.local.files:
+            return self.send_error(404)
+        data, etag = self.local.files[name], self.local.etags[name]
+        start = self._range_start(etag) if step != "whole" else 0
+        if start >= len(data) > 0:
+            return self.send_error(416)
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", arg if step == "announce" else str(len(body)))
+        self.send_header("ETag", etag)
+        self.end_headers()
+        self.wfile.write(body[:int(arg)] if step == "drop" else body)
 
-    return Handler
+    def _stall_after_headers(self, name: str, step: str, arg: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.local.files.get(name, b"x" * 1000))))
+        self.end_headers()
+        self.wfile.flush()
+        while step == "trickle" and not self.local.closing.wait(float(arg)):
+            self.wfile.write(b"x")
+            self.wfile.flush()
+        self.local.closing.wait(STALL_LIMIT)
+
+    def _range_start(self, etag: str) -> int:
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if_range = self.headers.get("If-Range")
+        return int(match.group(1)) if match and if_range in (None, etag) else 0
+
+    def log_message(self, *args):
+        pass
+
+
+def _handler(server: LocalServer) -> type[_Handler]:
+    """A handler class answering from `server`."""
+    return type("Handler", (_Handler,), {"local": server})
 
 
 def toy_archive(files: dict[str, bytes]) -> bytes:

@@ -40,17 +40,9 @@ def check_acc_camvid(ns: dict, output: torch.Tensor, target: torch.Tensor, void_
         if got is None:
             return r.hint(f"on {what} it returned {getattr(value, 'shape', type(value).__name__)}, not one number: "
                           "take the mean over the kept pixels.")
-        want = float(masked_accuracy(inp, targ, void_code))
-        if _close(got, want):
-            continue
-        t = targ.squeeze(1) if targ.dim() == inp.dim() else targ
-        pred = inp.argmax(dim=1)
-        if _close(got, float((pred == t).float().mean())):
-            return r.hint("it counts the Void pixels too: leave out every pixel whose target is `void_code` "
-                          "(`keep = target != void_code`) before comparing.")
-        if _close(got, float(((pred == t) & (t != void_code)).float().sum() / t.numel())):
-            return r.hint("it divides by all pixels, Void included: divide by the number of non-Void pixels.")
-        return r.hint(f"on {what} it gives {got:.4f}, acc_camvid gives {want:.4f}. {shapes}")
+        hint = _accuracy_miss(got, inp, targ, void_code, what, shapes)
+        if hint:
+            return r.hint(hint)
     void = torch.full_like(target, void_code)
     ok, value = _result(r, fn, (output, void), "input, target")
     if not ok:
@@ -62,6 +54,22 @@ def check_acc_camvid(ns: dict, output: torch.Tensor, target: torch.Tensor, void_
                       "Void pixels were counted (or 0/0 was replaced by a value).")
     r.correct(f"my_acc_camvid equals acc_camvid on a batch of {len(target)} masks, on the same masks half Void, "
               "and gives nan on an all-Void mask.")
+
+
+def _accuracy_miss(got: float, inp: torch.Tensor, targ: torch.Tensor, void_code: int, what: str,
+                   shapes: str) -> str | None:
+    """The hint for a masked accuracy `got` on one batch that differs from `masked_accuracy`; None when it agrees."""
+    want = float(masked_accuracy(inp, targ, void_code))
+    if _close(got, want):
+        return None
+    t = targ.squeeze(1) if targ.dim() == inp.dim() else targ
+    pred = inp.argmax(dim=1)
+    if _close(got, float((pred == t).float().mean())):
+        return ("it counts the Void pixels too: leave out every pixel whose target is `void_code` "
+                "(`keep = target != void_code`) before comparing.")
+    if _close(got, float(((pred == t) & (t != void_code)).float().sum() / t.numel())):
+        return "it divides by all pixels, Void included: divide by the number of non-Void pixels."
+    return f"on {what} it gives {got:.4f}, acc_camvid gives {want:.4f}. {shapes}"
 
 
 def check_camvid_split(ns: dict, path: Path) -> None:

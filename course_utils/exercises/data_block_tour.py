@@ -100,19 +100,9 @@ def check_dataset(ns: dict) -> None:
     if n != 10:
         return r.hint(f"len(MySquares(10)) is {n}, not 10: `__len__` returns the number of items.")
     for i in (0, 3, 9):
-        item, err = _call(ds.__getitem__, i)
-        if err:
-            return r.hint(f"MySquares(10)[{i}] raised {err}: `__getitem__(self, i)` returns item i.")
-        if not (isinstance(item, tuple) and len(item) == 2):
-            return r.hint(f"MySquares(10)[{i}] is {item!r}: an item is a pair (input, target).")
-        try:
-            x, y = (float(torch.as_tensor(v).reshape(-1)[0]) for v in item)
-        except (TypeError, ValueError, IndexError, RuntimeError):
-            return r.hint(f"MySquares(10)[{i}] is {item!r}: input and target should be tensors of one number.")
-        if (x, y) != (i, i * i) and (x, y) == (i * i, i):
-            return r.hint("input and target are swapped: item i is (i, i*i), input first.")
-        if (x, y) != (i, i * i):
-            return r.hint(f"MySquares(10)[{i}] is ({x}, {y}), expected ({float(i)}, {float(i * i)}).")
+        hint = _item_miss(ds, i)
+        if hint:
+            return r.hint(hint)
     batch, err = _call(lambda: next(iter(DataLoader(ds, batch_size=4))))
     if err:
         return r.hint(f"a DataLoader could not make a batch: {err}. Return tensors of the same shape for every item.")
@@ -121,6 +111,24 @@ def check_dataset(ns: dict) -> None:
         return r.hint(f"a batch of 4 items has inputs of shape {tuple(xb.shape)}.")
     r.correct(f"len 10, items (i, i*i), and a DataLoader batch of 4: inputs {tuple(xb.shape)}, targets "
               f"{tuple(yb.shape)}.")
+
+
+def _item_miss(ds, i: int) -> str | None:
+    """The hint when item `i` of a MySquares(10) is not (i, i*i) as two one-number tensors; None when it is."""
+    item, err = _call(ds.__getitem__, i)
+    if err:
+        return f"MySquares(10)[{i}] raised {err}: `__getitem__(self, i)` returns item i."
+    if not (isinstance(item, tuple) and len(item) == 2):
+        return f"MySquares(10)[{i}] is {item!r}: an item is a pair (input, target)."
+    try:
+        x, y = (float(torch.as_tensor(v).reshape(-1)[0]) for v in item)
+    except (TypeError, ValueError, IndexError, RuntimeError):
+        return f"MySquares(10)[{i}] is {item!r}: input and target should be tensors of one number."
+    if (x, y) != (i, i * i) and (x, y) == (i * i, i):
+        return "input and target are swapped: item i is (i, i*i), input first."
+    if (x, y) != (i, i * i):
+        return f"MySquares(10)[{i}] is ({x}, {y}), expected ({float(i)}, {float(i * i)})."
+    return None
 
 
 def check_relu_sum(ns: dict) -> None:

@@ -38,23 +38,28 @@ def check_biwi_center(ns: dict, path: Path, cal_path: Path) -> None:
         if got.shape != (2,):
             return r.hint(f"my_center should return two numbers, (row, col); it returned {value!r}.")
         want = biwi_center(pose, cal_path).numpy().astype(float)
-        if np.allclose(got, want, atol=1e-2):
-            continue
-        (x, y, z), (fx, fy, cx, cy) = read_pose(pose)[1], (cal[0, 0], cal[1, 1], cal[0, 2], cal[1, 2])
-        if np.allclose(got[::-1], want, atol=1e-2):
-            return r.hint("row and column are swapped: points here are (row, col) = (y, x), the order an image "
-                          "tensor is indexed in.")
-        if np.allclose(got, [y * fy + cy, x * fx + cx], atol=1e-2):
-            return r.hint("divide by Z: a pinhole camera sees (X, Y, Z) at X·fx/Z + cx, so further away means "
-                          "closer to the image centre.")
-        if np.allclose(got, [y * fy / z + cx, x * fx / z + cy], atol=1e-2):
-            return r.hint("cx and cy are swapped: cx (row 0, column 2 of the matrix) shifts the column, cy (row 1, "
-                          "column 2) the row.")
-        return r.hint(f"for {f.parent.name}/{f.name} it gives {got.round(2).tolist()}, the head centre is at "
-                      f"{want.round(2).tolist()} (row, col): row = Y·fy/Z + cy, col = X·fx/Z + cx, with X, Y, Z "
-                      "the last line of the pose file and fx, fy, cx, cy from the calibration matrix.")
+        if not np.allclose(got, want, atol=1e-2):
+            return r.hint(_center_miss(got, want, read_pose(pose)[1], cal, f))
     r.correct(f"my_center matches biwi_center on {len(frames)} frames ("
               + ", ".join(f"{f.parent.name}/{f.name[:11]}" for f in frames) + ").")
+
+
+def _center_miss(got: np.ndarray, want: np.ndarray, xyz, cal, frame: Path) -> str:
+    """The hint for a centre `got` that is not `want`: swapped axes, no division by Z, cx and cy swapped, or else
+    the formula. `xyz`: the pose file's translation; `cal`: the calibration matrix."""
+    (x, y, z), (fx, fy, cx, cy) = xyz, (cal[0, 0], cal[1, 1], cal[0, 2], cal[1, 2])
+    if np.allclose(got[::-1], want, atol=1e-2):
+        return ("row and column are swapped: points here are (row, col) = (y, x), the order an image "
+                "tensor is indexed in.")
+    if np.allclose(got, [y * fy + cy, x * fx + cx], atol=1e-2):
+        return ("divide by Z: a pinhole camera sees (X, Y, Z) at X·fx/Z + cx, so further away means "
+                "closer to the image centre.")
+    if np.allclose(got, [y * fy / z + cx, x * fx / z + cy], atol=1e-2):
+        return ("cx and cy are swapped: cx (row 0, column 2 of the matrix) shifts the column, cy (row 1, "
+                "column 2) the row.")
+    return (f"for {frame.parent.name}/{frame.name} it gives {got.round(2).tolist()}, the head centre is at "
+            f"{want.round(2).tolist()} (row, col): row = Y·fy/Z + cy, col = X·fx/Z + cx, with X, Y, Z "
+            "the last line of the pose file and fx, fy, cx, cy from the calibration matrix.")
 
 
 def check_to_unit(ns: dict) -> None:

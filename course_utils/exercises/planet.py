@@ -158,14 +158,9 @@ def check_lr_slice(ns: dict, lrs: list[float], losses: list[float], stage1_lr: f
     value = _answer(ns, "my_slice", "lesson3-planet")
     if _blank(value):
         return r.blank("with `slice(left, right)`")
-    if not isinstance(value, slice):
-        return r.hint(f"my_slice should be a slice, `slice(left, right)`, not a {type(value).__name__}.")
-    if value.start is None:
-        return r.hint("slice(b) alone gives every earlier group b/10: after unfreezing give both ends, "
-                      "slice(left, right).")
-    low, high = _number(value.start), _number(value.stop)
-    if low is None or high is None or low <= 0 or high <= 0:
-        return r.hint("both ends of the slice must be positive numbers (learning rates).")
+    low, high, hint = _slice_ends(value)
+    if hint:
+        return r.hint(hint)
     edge = lrs[stop_improving(losses)[0]]
     if edge / 3 <= low <= edge * 3:
         return r.hint("the left end is where the loss shoots up: go back 10x from there.")
@@ -186,14 +181,32 @@ def check_lr_slice(ns: dict, lrs: list[float], losses: list[float], stage1_lr: f
         return r.correct(f"slice({low:.1e}, {high:.1e}): right end the stage-1 rate / {stage1_lr / high:.0f}; left end "
                          f"10x before where the loss climbs for good (near {edge:.1e}), at most a tenth of the "
                          "right end.")
-    lowest = lrs[int(np.nanargmin(losses))]
+    return r.hint(_left_end_miss(low, high, lrs[int(np.nanargmin(losses))], edge, want_low))
+
+
+def _slice_ends(value) -> tuple[float | None, float | None, str | None]:
+    """The two ends of the answer `value` as numbers, or a hint when it is not a slice of two positive numbers."""
+    if not isinstance(value, slice):
+        return None, None, f"my_slice should be a slice, `slice(left, right)`, not a {type(value).__name__}."
+    if value.start is None:
+        return None, None, ("slice(b) alone gives every earlier group b/10: after unfreezing give both ends, "
+                            "slice(left, right).")
+    low, high = _number(value.start), _number(value.stop)
+    if low is None or high is None or low <= 0 or high <= 0:
+        return None, None, "both ends of the slice must be positive numbers (learning rates)."
+    return low, high, None
+
+
+def _left_end_miss(low: float, high: float, lowest: float, edge: float, want_low: float) -> str:
+    """The hint for a left end `low` that is off: at the curve's lowest point (`lowest`), above a tenth of the right
+    end, or else too high or too low against `want_low`."""
     if lowest / 3 <= low <= lowest * 3 and not (edge / 30 <= lowest <= edge / 3):
-        return r.hint("the left end is at the lowest point of the curve: after unfreezing the curve is flat and its "
-                      "lowest point is noise. Find where it starts climbing for good, then go back 10x.")
+        return ("the left end is at the lowest point of the curve: after unfreezing the curve is flat and its "
+                "lowest point is noise. Find where it starts climbing for good, then go back 10x.")
     if low > high / 10 * 1.05:
-        return r.hint("the left end is more than a tenth of the right end: the first layers should move at least "
-                      "10x slower than the head, so when the reading lands above that, take a tenth of the right "
-                      "end (as unfreeze_slice does).")
-    return r.hint(f"the left end is too {'high' if low > want_low else 'low'}: find the rate where the loss "
-                  "starts to shoot up and go back 10x (one decade to the left on the plot), but no more than a "
-                  "tenth of the right end.")
+        return ("the left end is more than a tenth of the right end: the first layers should move at least "
+                "10x slower than the head, so when the reading lands above that, take a tenth of the right "
+                "end (as unfreeze_slice does).")
+    return (f"the left end is too {'high' if low > want_low else 'low'}: find the rate where the loss "
+            "starts to shoot up and go back 10x (one decade to the left on the plot), but no more than a "
+            "tenth of the right end.")
