@@ -393,3 +393,13 @@ def test_every_check_has_a_solution_and_a_docstring_naming_its_exercise():
     for nb in ("lesson3-planet", "lesson3-camvid", "lesson3-head-pose", "lesson3-imdb", "lesson3-data-block"):
         text = (ex.solutions_dir() / f"{nb}.py").read_text()
         assert text.count("# %% ") >= 3, nb
+
+
+def test_valid_outputs_reads_one_batch_in_a_smoke_run(tiny_learner, monkeypatch):
+    """A smoke run's exercise cells must not run the model over a whole full-size validation set."""
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    outs, targs = ex.valid_outputs(tiny_learner)
+    assert len(outs) == len(targs) == len(tiny_learner.data.valid_ds) > tiny_learner.data.bs
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    outs, targs = ex.valid_outputs(tiny_learner)
+    assert len(outs) == len(targs) == tiny_learner.data.bs

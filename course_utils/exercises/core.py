@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import course_solutions
+from ..config import course_solutions, smoke_batches
 
 _MISSING = object()
 
@@ -124,7 +124,10 @@ def _result(report: _Report, fn, args: tuple, shown_args: str, advice: str = "")
 # --------------------------------------------------------------------------- helpers for the exercise cells
 def valid_outputs(learn, data=None, max_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's raw outputs (before sigmoid/softmax) and the targets on the validation set of `data` (default:
-    the learner's own), in order, on the CPU, in float32: what a metric receives during validation."""
+    the learner's own), in order, on the CPU, in float32: what a metric receives during validation. Under
+    COURSE_SMOKE=1 (and without `max_batches`) only as many batches as a smoke run's validation sees."""
+    if max_batches is None:
+        max_batches = smoke_batches()
     dl = (data if data is not None else learn.data).ordered_dl("valid")
     outs, targs = [], []
     learn.model.eval()
