@@ -27,11 +27,11 @@ import torch.nn as nn
 
 from .callbacks import CALLBACK_ORDER, Callback
 from .config import seed_everything
-from .data_block import DataBunch, LabelLists, MultiCategoryList
+from .data_block import DataBunch, LabelLists
 from .finetune_data import finetune_data, named_items, original_lists, read_corrections, same_inputs
 from .guard import NonFiniteLossError
+from .kinds import LOWER_IS_BETTER, kind_of
 from .learner import Learner, load_learner
-from .metrics import fbeta
 from .train import FLOAT32_MAX, learning_rate, number_arg, positive_int, writable_folder
 
 __all__ = ["FrozenBatchNorm", "FinetuneResult", "read_corrections", "original_lists", "finetune_data", "score",
@@ -96,12 +96,6 @@ class FinetuneResult:
 
 
 # --- scoring --------------------------------------------------------------------------------------------------
-LOWER_IS_BETTER = {"mean point error (px)"}
-
-
-F2_THRESH = 0.2  # the lesson's threshold for Planet's F2 (`fbeta`)
-
-
 def score(learn: Learner, data: DataBunch, exact: bool = True) -> tuple[str, float]:
     """(what, value) on `data`'s validation set: accuracy; for multi-label the share of items whose tags are
     all right (the model's thresholds), or with `exact=False` the lesson's own metric, F2 at threshold 0.2 (the
@@ -112,18 +106,7 @@ def score(learn: Learner, data: DataBunch, exact: bool = True) -> tuple[str, flo
         preds, targs = learn.get_preds("valid")
     finally:
         learn.data = saved
-    y = data.train_ds.y
-    if isinstance(y, MultiCategoryList):
-        if not exact:
-            return f"F2 at {F2_THRESH:g}", float(fbeta(preds, targs, thresh=F2_THRESH, sigmoid=False))
-        thresh = torch.as_tensor(saved.train_ds.y.thresh, dtype=preds.dtype)
-        return "all tags right", float(((preds > thresh) == (targs > 0.5)).all(1).float().mean())
-    if y.is_regression:
-        h, w = data.valid_ds[0][0].shape[-2:]  # the model's input size
-        half = torch.tensor([h / 2, w / 2])
-        dist = ((preds.reshape(targs.shape) - targs) * half).norm(dim=-1).mean()
-        return "mean point error (px)", float(dist)
-    return "accuracy", float((preds.argmax(1) == targs).float().mean())
+    return kind_of(data).score(preds, targs, learn, data, exact)  # each kind's metric: kinds.py
 
 
 # --- the whole step ---------------------------------------------------------------------------------------------

@@ -7,12 +7,10 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-import numpy as np
-
-from .data_block import DataBunch, LabelLists, MultiCategoryList
+from .data_block import DataBunch, LabelLists
+from .kinds import kind_of
 from .learner import Learner
 from .serve.feedback import read_feedback
-from .serve.predictor import model_kind
 from .tables import read_csv
 from .vision.image import open_lazy
 
@@ -28,24 +26,25 @@ def read_corrections(learn: Learner, feedback: str | Path) -> tuple[list, list, 
     image decoded once (an empty or cut file), a point inside its photo. A row whose correction equals what the
     model predicted is no correction: it is skipped, and `notes` says so; when one input was corrected more
     than once, it counts once, with its latest correction."""
-    kind = model_kind(learn)
-    if kind == "segmentation":
-        raise ValueError("The web app collects no corrections for masks, so there is nothing to fine-tune on.")
+    kind = kind_of(learn)  # how its cells read (kinds.py: the web app writes them the same way)
+    if kind.uncollected:
+        raise ValueError(f"The web app collects no corrections for {kind.uncollected}, so there is nothing to "
+                         "fine-tune on.")
     classes = set(learn.data.classes or [])
     csv = Path(feedback) / "feedback.csv"
     kept, sizes, skipped, repeated = {}, {}, [], []
     for n, row in enumerate(read_feedback(feedback), start=2):
         line, name = row.get("line", n), row["file"]
         where = f"{csv}, line {line}"
-        if kind != "text" and name not in sizes:
+        if kind.input == "image" and name not in sizes:
             sizes[name] = _image_size(row["path"], where)  # once per stored image, however many rows name it
-        label = _parse_label(kind, row["corrected"], classes, where, sizes.get(name))
-        if _same_answer(kind, row["predicted"], row["corrected"]):
+        label = kind.read_cell(row["corrected"], classes, where, sizes.get(name))
+        if kind.same_answer(row["predicted"], row["corrected"]):
             skipped.append((where, row["corrected"]))
             continue
         if name in kept:
             repeated.append((where, name, kept[name][0]))
-        kept[name] = (line, _read_text(row["path"], where) if kind == "text" else row["path"], label)
+        kept[name] = (line, _read_text(row["path"], where) if kind.input == "text" else row["path"], label)
     notes = _notes(csv, [f"{w}: the correction {c!r} is what the model predicted, so it corrects nothing; skipped."
                          for w, c in skipped], [w for w, _ in skipped],
                    "the correction is what the model predicted, so they correct nothing; skipped")
@@ -84,61 +83,25 @@ def _read_text(path: Path, where: str) -> str:
         raise ValueError(f"{where}: the stored text {path.name} is not UTF-8; restore it or remove the line.") from None
 
 
-def _same_answer(kind: str, predicted: str, corrected: str) -> bool:
-    if kind == "multi-label":
-        return set(predicted.split()) == set(corrected.split())
-    if kind == "points":
-        try:
-            a, b = (_points(t) for t in (predicted, corrected))
-        except ValueError:
-            return False
-        return a.shape == b.shape and bool(np.allclose(a, b, atol=0.5))
-    return predicted.strip() == corrected.strip()
-
-
-def _points(text: str) -> np.ndarray:
-    return np.array([float(v) for v in text.replace(";", " ").split()], dtype=np.float32).reshape(-1, 2)
-
-
-def _parse_label(kind: str, text: str, classes: set, where: str, size: tuple[int, int] | None = None):
-    """The label a row's `corrected` cell gives, or a ValueError naming the line: a class (a list of them for
-    multi-label) of the model, or for points (row, col) pairs inside the photo of height and width `size`."""
-    if kind == "points":
-        try:
-            pts = _points(text)
-        except ValueError:
-            raise ValueError(f"{where}: {text!r} is not a point 'row col'; fix or remove the line.") from None
-        h, w = size
-        if not (np.isfinite(pts).all() and (pts >= 0).all() and (pts <= [h - 1, w - 1]).all()):
-            raise ValueError(f"{where}: the point {text!r} is not inside its {h}x{w} photo (rows 0 to {h - 1}, "
-                             f"columns 0 to {w - 1}); fix or remove the line.")
-        return pts
-    tags = text.split() if kind == "multi-label" else [text]
-    unknown = [t for t in tags if t not in classes]
-    if unknown:
-        raise ValueError(f"{where}: {unknown[0]!r} is not one of the model's classes ({', '.join(sorted(classes))}); "
-                         "fix or remove the line.")
-    return tags if kind == "multi-label" else text
-
-
 def original_lists(learn: Learner, data: str | Path, images: str | Path | None = None, seed: int = 42) -> LabelLists:
     """The original dataset, split as `train` (or the notebooks) split it: a folder of class sub-folders, or a
     CSV (image name, labels) with `images` = its images folder; for a text model, a CSV with `label` and
     `text` columns (and `is_valid`, as IMDB's sample). Points models have no such layout: use no --data."""
     from .train import own_data
 
-    kind, data = model_kind(learn), Path(data)
+    kind, data = kind_of(learn), Path(data)
     if not data.exists():
         raise FileNotFoundError(f"--data {data} does not exist.")
-    if kind == "text":
+    if kind.input == "text":
         return _text_lists(learn, data, seed)
-    if kind not in ("single-label", "multi-label"):
-        raise ValueError(f"--data works for classifiers; for a {kind} model fine-tune on the corrections alone.")
+    if not kind.classifier:
+        raise ValueError(f"--data works for classifiers; for a {kind.name} model fine-tune on the corrections "
+                         "alone.")
     if data.is_dir():
         return own_data(data, valid_pct=0.2, seed=seed)
     if images is None:
         raise ValueError(f"--data {data} is a CSV: say where its images are with --images DIR.")
-    return own_data(images, csv=data, valid_pct=0.2, seed=seed, label_delim=" " if kind == "multi-label" else None)
+    return own_data(images, csv=data, valid_pct=0.2, seed=seed, label_delim=kind.label_delim)
 
 
 def _text_lists(learn: Learner, csv: Path, seed: int) -> LabelLists:
@@ -153,11 +116,9 @@ def _text_lists(learn: Learner, csv: Path, seed: int) -> LabelLists:
 
 def named_items(ds) -> tuple[list, list]:
     """A labelled set as (raw items, label names), for mixing with the corrections."""
-    x, y = ds.x, ds.y
+    x = ds.x
     items = [x.text(i) for i in range(len(x))] if hasattr(x, "text") else list(x.items)
-    if isinstance(y, MultiCategoryList):
-        return items, [[y.classes[j] for j in o] for o in y.items]
-    return items, [y.classes[o] for o in y.items]
+    return items, kind_of(ds).label_names(ds.y)
 
 
 def same_inputs(corrected: list, items: list) -> list[int]:
@@ -187,7 +148,7 @@ def _sha256(f: Path) -> str:
 def finetune_data(learn: Learner, train: tuple[list, list], valid: tuple[list, list], bs: int = 16) -> DataBunch:
     """A DataBunch of raw items and label names, prepared exactly like the exported model's inputs (its
     classes, vocabulary and tokenizer, transforms, size and normalisation)."""
-    exported, text = learn.data, model_kind(learn) == "text"
+    exported, text = learn.data, kind_of(learn).input == "text"
     x0, y0 = exported.train_ds.x, exported.train_ds.y
     items = list(train[0]) + list(valid[0])
     x = x0.new(items) if text else type(x0)(items, exported.path)  # a text list keeps its vocab and tokenizer

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data_block import CategoryList, MultiCategoryList
 from .learner import Learner
 from .metrics import fbeta
 from .vision.image import image_grid, show_image
@@ -67,7 +66,7 @@ class Interpretation:
 
     def confusion_matrix(self) -> torch.Tensor:
         """Counts [actual, predicted] for single-label data."""
-        self._need(CategoryList, multi=False)
+        self._need("single-label")
         c = len(self.y_list.classes)
         flat = self.targs * c + self.preds.argmax(dim=1)
         return torch.bincount(flat, minlength=c * c).reshape(c, c)
@@ -95,7 +94,7 @@ class Interpretation:
 
     def per_class_table(self, thresh=None, beta: float = 2.0) -> pd.DataFrame:
         """Multi-label: precision, recall, F-beta and support of each class at `thresh` (default: the learner's)."""
-        self._need(MultiCategoryList, multi=True)
+        self._need("multi-label")
         thresh = torch.as_tensor(self.y_list.thresh if thresh is None else thresh, dtype=self.preds.dtype)
         pred, targ = (self.preds > thresh).float(), self.targs.float()
         tp, npred, ntrue = (pred * targ).sum(0), pred.sum(0), targ.sum(0)
@@ -106,9 +105,9 @@ class Interpretation:
         return pd.DataFrame({"precision": precision.numpy(), "recall": recall.numpy(), f"f{beta:g}": f.numpy(),
                              "support": ntrue.int().numpy()}, index=self.y_list.classes).round(3)
 
-    def _need(self, cls: type, multi: bool) -> None:
-        if isinstance(self.y_list, MultiCategoryList) != multi or not isinstance(self.y_list, cls):
-            kind = "multi-label" if multi else "single-label"
+    def _need(self, kind: str) -> None:
+        """A TypeError unless the labels are of `kind` (their label list's `kind`: see kinds.py)."""
+        if self.y_list.kind != kind:
             raise TypeError(f"This needs {kind} data; this learner's labels are a {type(self.y_list).__name__}.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from .items import ItemList
+from .metrics import accuracy, accuracy_thresh, fbeta
 
 __all__ = ["TargetList", "CategoryList", "MultiCategoryList", "FloatList", "EmptyLabelList"]
 
@@ -56,6 +58,11 @@ class TargetList(ItemList):
         return cls([], path=path, **state)
 
     is_regression = False  # True for continuous targets (floats, points): the model's head starts at zero
+    kind = None  # the task kind (see kinds.py) these targets make: None when the web app and finetune know none
+
+    def default_metrics(self) -> list:
+        """The lesson's metrics for this label type (none: the loss says enough)."""
+        return []
 
     def transform_target(self, y, plan):
         """Move the target with an image transform (`tfm_y=True`): masks and points override this."""
@@ -87,6 +94,12 @@ class TargetList(ItemList):
 
 class CategoryList(TargetList):
     """One class per item: targets are class indices, the loss is cross entropy."""
+
+    kind = "single-label"
+
+    def default_metrics(self) -> list:
+        """Accuracy."""
+        return [accuracy]
 
     def __init__(self, items, classes: Sequence, path="."):
         super().__init__(items, path)
@@ -148,6 +161,12 @@ class MultiCategoryList(CategoryList):
     """Several classes per item (Planet's tags): targets are multi-hot, the loss is BCE with logits.
 
     `thresh` (one value, or one per class) decides which tags `predict` reports; it is exported."""
+
+    kind = "multi-label"
+
+    def default_metrics(self) -> list:
+        """Planet's: accuracy and F2 of the tags at threshold 0.2."""
+        return [partial(accuracy_thresh, thresh=0.2), partial(fbeta, thresh=0.2)]
 
     def __init__(self, items, classes: Sequence, path=".", thresh: float | Sequence[float] = 0.5):
         super().__init__(items, classes, path)

@@ -14,15 +14,14 @@ import math
 import sys
 import tempfile
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .data_block import CategoryList, LabelLists, MultiCategoryList
+from .data_block import LabelLists
 from .guard import NonFiniteLossError
+from .kinds import kind_of
 from .learner import Learner, load_learner, unfreeze_slice
-from .metrics import accuracy, accuracy_thresh, fbeta, masked_accuracy
 from .tables import read_csv, same_names_on_disk
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
 from .vision.image import image_extensions
@@ -55,7 +54,7 @@ def own_data(images: str | Path, csv: str | Path | None = None, masks: str | Pat
 
 def _need_two_classes(src: LabelLists, images: Path) -> None:
     """A folder layout with one class trains a model that always answers it (accuracy 1.0): refuse it."""
-    classes = src.train.y.classes if isinstance(src.train.y, CategoryList) else None
+    classes = getattr(src.train.y, "classes", None)
     if classes is not None and len(classes) < 2:
         raise ValueError(f"{images} holds only one class ({classes[0]!r}): --folders expects one sub-folder per "
                          f"class, e.g. {images}/cats/*.jpg and {images}/dogs/*.jpg (optionally under train/ and "
@@ -99,23 +98,19 @@ def _mask_data(images: Path, masks: Path, codes: str | Path | None, valid_pct: f
 
 
 def default_metrics(src: LabelLists) -> list:
-    """The lesson's metrics for the label type: thresholded accuracy and F2, accuracy, or pixel accuracy."""
-    y = src.train.y
-    if isinstance(y, MultiCategoryList):
-        return [partial(accuracy_thresh, thresh=0.2), partial(fbeta, thresh=0.2)]
-    if isinstance(src.train.x, SegmentationItemList):
-        return [partial(masked_accuracy, void_code=-1)]  # no void class: every pixel counts
-    return [accuracy]
+    """The lesson's metrics for the label type (its label list's `default_metrics`): thresholded accuracy and
+    F2, accuracy, or pixel accuracy."""
+    return src.train.y.default_metrics()
 
 
 def own_learner(src: LabelLists, size: int = 128, bs: int = 32, arch: str = "resnet34", pretrained: bool = True,
                 tfms=None, **kwargs) -> Learner:
     """A DataBunch at `size` (default augmentations: `get_transforms()`) and the right learner for the label
     type: a U-Net for masks, else a CNN."""
-    seg = isinstance(src.train.x, SegmentationItemList)
-    data = src.transform(tfms or get_transforms(), size=size, tfm_y=seg).databunch(bs=bs, **kwargs)
+    kind = kind_of(src)
+    data = src.transform(tfms or get_transforms(), size=size, tfm_y=kind.tfm_y).databunch(bs=bs, **kwargs)
     data.normalize(imagenet_stats)
-    make = unet_learner if seg else cnn_learner
+    make = unet_learner if kind.per_pixel else cnn_learner
     return make(data, arch, pretrained=pretrained, metrics=default_metrics(src))
 
 

@@ -94,7 +94,7 @@ def create_app(export: str | Path, feedback_dir: str | Path | None = None, max_m
 
     async def feedback(request: Request):
         item, raw, fields = await _read_input(request, predictor, limits)
-        size = None if isinstance(item, str) else (item.height, item.width)
+        size = (item.height, item.width) if predictor.task.input == "image" else None
         corrected = predictor.corrected_label(fields["labels"], fields["point"], size)
         result = await run_in_threadpool(predictor.predict, item)
         data, ext = raw
@@ -197,7 +197,7 @@ async def _read_input(request: Request, predictor: Predictor, limits: dict):
     """(the model's input: a PIL image or a text, (bytes, extension) to store, the answer fields), or BadInput."""
     body = await _read_body(request, limits["max_bytes"], limits["timeout"])
     ctype = request.headers.get("content-type", "")
-    if predictor.kind == "text":
+    if predictor.task.input == "text":
         if not ctype.startswith("application/json"):
             raise BadInput(415, 'This model classifies texts: send JSON {"text": "..."} (Content-Type: '
                                 'application/json).')

@@ -59,6 +59,7 @@ class TextList(ItemList):
     """Texts (strings, or the paths of `.txt` files). After labelling, `ids` holds each text's token ids."""
 
     extensions = (".txt",)
+    input = "text"  # what a model of these items takes (kinds.kind_of; other item lists: images)
 
     def __init__(self, items: Iterable, path: str | Path = ".", inner_df: pd.DataFrame | None = None,
                  vocab: Vocab | None = None, tokenizer: Tokenizer | None = None, max_vocab: int = 60000,

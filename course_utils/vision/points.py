@@ -84,6 +84,7 @@ class PointsLabelList(TargetList):
     `decode` and `predict_result` turn [-1, 1] coordinates back into pixels."""
 
     is_regression = True
+    kind = "points"  # default_metrics: none, the MSE loss is the lesson's measure
 
     max_draws = 100  # a draw costs microseconds; 100 make a spurious failure practically impossible
 

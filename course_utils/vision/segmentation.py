@@ -2,6 +2,7 @@
 with the masks' files, colours, loss and plots."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -13,6 +14,7 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from ..data_block import ItemList, TargetList
+from ..metrics import masked_accuracy
 from .data import ImageList
 from .image import image_grid, open_lazy, show_image
 from .transforms import TransformPlan
@@ -109,6 +111,12 @@ class PixelCrossEntropy(nn.Module):
 
 class SegmentationLabelList(TargetList):
     """The masks of a segmentation set (file paths, opened lazily): one class id per pixel."""
+
+    kind = "segmentation"
+
+    def default_metrics(self) -> list:
+        """Pixel accuracy over every pixel (no void class)."""
+        return [partial(masked_accuracy, void_code=-1)]
 
     def __init__(self, items, classes: list[str], path="."):
         super().__init__(items, path)
