@@ -613,3 +613,31 @@ def test_smoothed_loss_is_the_debiased_moving_average(tiny_learner):
 def test_learner_path_defaults_to_the_data_path(colour_data, colour_path):
     learn = Learner(colour_data, tiny_model(3))
     assert Path(learn.path) == Path(colour_path)
+
+
+# --- Ctrl-C during training ---------------------------------------------------------------------------------
+class _CtrlC(Callback):
+    def __init__(self, at_batch: int):
+        self.at_batch, self.n = at_batch, 0
+
+    def before_step(self):  # between backward and step: gradients are pending
+        if self.learn.training:
+            if self.n == self.at_batch:
+                raise KeyboardInterrupt
+            self.n += 1
+        return False
+
+
+def test_ctrl_c_mid_epoch_leaves_the_learner_usable(tiny_learner, capsys):
+    n = len(tiny_learner.data.train_dl)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_learner.fit(3, 1e-2, callbacks=[_CtrlC(at_batch=n + 2)])
+    assert "Interrupted in epoch 2" in capsys.readouterr().out
+    assert len(tiny_learner.recorder.epoch_rows) == 1  # the finished epoch
+    assert tiny_learner.recorder.final_results["valid_loss"] is not None
+    assert all(p.grad is None for p in tiny_learner.model.parameters())  # no stale gradient left behind
+    f = tiny_learner.save("interrupted")
+    assert f.is_file()
+    tiny_learner.fit(1, 1e-2)
+    assert len(tiny_learner.recorder.epoch_rows) == 1
+    tiny_learner.load("interrupted")

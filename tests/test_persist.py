@@ -3,13 +3,20 @@ package gives a written file its final name (downloads, the mirror, Kaggle's fil
 export's `ModelSpec`, read from the current layout or an older export's dict and checked before anything is built."""
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn as nn
+from helpers import bn_model, colour_databunch
 
 from course_utils import persist
+from course_utils.learner import Learner, load_learner, safe_load
 from course_utils.persist import BUILDERS, ModelSpec, atomic_write, commit_file
+from course_utils.vision import cnn_learner, models
 
 
 def test_commit_file_syncs_the_file_before_renaming_it_over_the_old_one(tmp_path, monkeypatch):
@@ -98,3 +105,214 @@ def test_the_builder_table_is_the_allowlist_and_every_entry_is_a_function():
     for key in BUILDERS:
         assert callable(ModelSpec(key, 2, {}).builder_function())
     assert ModelSpec("language_model", 2, {}, learner="LanguageLearner").learner_class().__name__ == "LanguageLearner"
+
+
+# --- the classes are saved with the weights -----------------------------------------------------------------
+def test_loading_weights_saved_for_other_classes_warns(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = Learner(colour_databunch(tmp_path / "one", ("a", "b", "c")), bn_model(3), path=tmp_path)
+    first.save("stage-1")
+    second = Learner(colour_databunch(tmp_path / "two", ("a", "b", "d")), bn_model(3), path=tmp_path)
+    with pytest.warns(UserWarning, match=r"saved for the classes \['a', 'b', 'c'\].*\['a', 'b', 'd'\]"):
+        second.load("stage-1")
+
+
+# --- a full disk, a folder that is a file -------------------------------------------------------------------
+class _FullDisk:
+    """A file object on a disk that fills up after `room` bytes."""
+    def __init__(self, fh, room):
+        self.fh, self.room = fh, room
+
+    def write(self, b):
+        if self.room < len(b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(b)
+        return self.fh.write(b)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+def test_saving_to_a_full_disk_says_so_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import course_utils.persist as persist
+    data = colour_databunch(tmp_path)
+    learn = Learner(data, bn_model(data.c), path=tmp_path)
+    f = learn.save("stage-1")
+    before = f.read_bytes()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(persist.os, "fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode), room=1000))
+    with pytest.raises(OSError, match=r"Could not write .*stage-1\.pth.*disk is full.*kept as it was"):
+        learn.save("stage-1")
+    assert f.read_bytes() == before
+    assert [p.name for p in f.parent.iterdir()] == ["stage-1.pth"], "no temporary file is left behind"
+
+
+def test_saving_into_a_folder_that_is_a_file_says_so(tmp_path):
+    data = colour_databunch(tmp_path)
+    (tmp_path / "models").write_text("not a folder")
+    learn = Learner(data, bn_model(data.c), path=tmp_path)
+    with pytest.raises(OSError, match=r"Could not write .*models.*is a file"):
+        learn.save("stage-1")
+
+
+# --- exports carry their integrity --------------------------------------------------------------------------
+@pytest.fixture
+def exported(planet_data, tmp_path):
+    learn = cnn_learner(planet_data, models.resnet18, pretrained=False, path=tmp_path)
+    return learn.export(), planet_data
+
+
+def _rewrite(f, change, reseal=True):
+    from course_utils.persist import export_digest
+    state = torch.load(f, weights_only=True)
+    change(state)
+    if reseal:
+        state["sha256"] = export_digest(state)
+    torch.save(state, f)
+
+
+def test_bit_flips_inside_an_export_are_refused(exported):
+    f, _ = exported
+    raw = bytearray(f.read_bytes())
+    at = int(len(raw) * 0.6)  # inside the weights
+    raw[at:at + 4096] = bytes(b ^ 0xFF for b in raw[at:at + 4096])
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"export\.pkl is damaged.*checksum"):
+        load_learner(f)
+
+
+def test_an_export_naming_another_function_as_builder_is_refused(exported, monkeypatch):
+    import course_utils.__main__ as cli
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda *a, **k: calls.append(a))
+    f, _ = exported
+    _rewrite(f, lambda s: s["model_spec"].update(builder="course_utils.__main__:main"))
+    with pytest.raises(ValueError, match=r"'course_utils.__main__:main' is not one of the course's model builders"):
+        load_learner(f)
+    assert calls == [], "nothing named by the file was run"
+
+
+@pytest.mark.parametrize("n", [2, 7])
+def test_an_export_whose_classes_do_not_fit_the_model_is_refused(exported, n):
+    f, data = exported
+    _rewrite(f, lambda s: s["data"]["y_state"].update(classes=[f"c{i}" for i in range(n)]))
+    with pytest.raises(ValueError, match=rf"{n} class names but its model has {data.c} outputs"):
+        load_learner(f)
+
+
+def test_an_export_from_an_older_version_gets_a_plain_message(exported):
+    f, _ = exported
+    _rewrite(f, lambda s: (s["data"].pop("tfm_kwargs"), s.pop("sha256")), reseal=False)
+    with pytest.raises(ValueError, match=r"another version of course_utils.*'tfm_kwargs'.*export it again"):
+        load_learner(f)
+
+
+def test_an_export_with_the_older_transform_options_layout_loads_the_same(exported):
+    """Exports once stored only the options `transform` was given, as a plain dict (the key is still `tfm_kwargs`)."""
+    f, data = exported
+    new = load_learner(f)
+    _rewrite(f, lambda s: s["data"].update(tfm_kwargs={"size": 32}))
+    old = load_learner(f)
+    assert old.data.valid_ds.tfm_cfg == new.data.valid_ds.tfm_cfg == data.valid_ds.tfm_cfg
+    assert old.data.train_ds.tfm_cfg == data.train_ds.tfm_cfg
+    img = next(data.train_ds.x.path.glob("train-jpg/*.jpg"))
+    assert torch.equal(old.data.one_item(img), data.one_item(img))
+
+
+def test_an_export_with_an_unknown_transform_option_is_refused_plainly(exported):
+    f, _ = exported
+    _rewrite(f, lambda s: s["data"]["tfm_kwargs"].update(zoom=2))
+    with pytest.raises(ValueError, match=r"transform options hold 'zoom'.*another version.*Export the model again"):
+        load_learner(f)
+
+
+def test_an_export_without_a_checksum_loads_with_a_warning(exported):
+    f, data = exported
+    _rewrite(f, lambda s: s.pop("sha256"), reseal=False)
+    with pytest.warns(UserWarning, match="no checksum"):
+        learn = load_learner(f)
+    assert learn.data.classes == data.classes
+
+
+def test_load_weights_names_the_file_the_first_mismatch_and_the_fix(tmp_path):
+    from course_utils.persist import load_weights
+
+    f = tmp_path / "w.pth"
+    saved = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).state_dict()
+    with pytest.raises(RuntimeError) as e:
+        load_weights(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5)), saved, f, "Use the same head.", what="head")
+    msg = str(e.value)
+    assert msg.startswith(f"The head in {f} do not fit this model. Use the same head.")
+    assert "size mismatch for 1.weight" in msg and msg.count("size mismatch") == 1
+
+
+# --- checkpoints and exports that cannot be loaded ----------------------------------------------------------
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this would run",))
+
+
+def test_a_checkpoint_holding_code_is_refused_with_an_explanation(tiny_learner, tmp_path):
+    tiny_learner.path = tmp_path
+    f = tmp_path / "models" / "evil.pth"
+    f.parent.mkdir()
+    torch.save({"model": _RunsCode()}, f)
+    with pytest.raises(pickle.UnpicklingError, match="Refusing to load .*evil.pth.*running code"):
+        tiny_learner.load("evil")
+
+
+def test_an_export_holding_code_is_refused(tmp_path):
+    f = tmp_path / "export.pkl"
+    with open(f, "wb") as fh:
+        pickle.dump(_RunsCode(), fh, protocol=2)  # an old-style plain pickle
+    with pytest.raises(pickle.UnpicklingError, match="not written by learn.save/export"):
+        load_learner(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all", "truncated"])
+def test_a_damaged_checkpoint_gets_a_plain_message(tiny_learner, tmp_path, content):
+    tiny_learner.path = tmp_path
+    f = tiny_learner.save("good")
+    if content == "truncated":
+        content = f.read_bytes()[: f.stat().st_size // 2]
+    f.write_bytes(content)
+    with pytest.raises(ValueError, match="Cannot read .*good.pth: it is empty, truncated or not a PyTorch file"):
+        tiny_learner.load("good")
+
+
+def test_safe_load_returns_what_save_wrote(tmp_path):
+    torch.save({"model": {"w": torch.ones(2)}, "n": 3}, tmp_path / "ok.pth")
+    state = safe_load(tmp_path / "ok.pth")
+    assert state["n"] == 3 and torch.equal(state["model"]["w"], torch.ones(2))
+
+
+def test_an_export_loads_on_a_cpu_only_machine(planet_data, tmp_path, monkeypatch):
+    learn = cnn_learner(planet_data, models.resnet18, pretrained=False, path=tmp_path)
+    # Save as a GPU run would: every tensor tagged "cuda:0" (torch has no public way to unregister a location
+    # tagger, hence the patched registry). Loading such a file without mapping it to the CPU fails here.
+    registry = [(1, lambda storage: "cuda:0", lambda storage, location: None),
+                *torch.serialization._package_registry]
+    monkeypatch.setattr(torch.serialization, "_package_registry", registry)
+    f = learn.export()
+    monkeypatch.setattr(torch.serialization, "_package_registry", registry[1:])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(f, weights_only=True)  # the file really names a GPU
+    loaded = load_learner(f)
+    assert all(p.device.type == "cpu" for p in loaded.model.parameters())
+
+
+def test_loading_weights_of_another_architecture_says_so(tiny_learner, tmp_path):
+    tiny_learner.path = tmp_path
+    tiny_learner.save("small")
+    other = Learner(tiny_learner.data, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 8),
+                                                     nn.Linear(8, tiny_learner.data.c)), path=tmp_path)
+    with pytest.raises(RuntimeError, match="another architecture or another number of classes"):
+        other.load("small")

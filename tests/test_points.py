@@ -12,7 +12,13 @@ from PIL import Image
 
 from course_utils.learner import Learner, load_learner
 from course_utils.metrics import mse
-from course_utils.vision import PointsItemList, cnn_learner, get_transforms, imagenet_stats, models
+from course_utils.vision import (
+    PointsItemList,
+    cnn_learner,
+    get_transforms,
+    imagenet_stats,
+    models,
+)
 from course_utils.vision.points import PointsLabelList, points_to_unit, unit_to_points
 
 H, W = 40, 56  # source images: not square, so a swapped row/col shows up
@@ -258,3 +264,12 @@ def test_show_results_puts_targets_beside_predictions(dots_path):
     assert len(axes) == 4  # 2 rows x (target, prediction)
     for target_ax, pred_ax in zip(axes[::2], axes[1::2]):  # the finder is right: both marks on the same pixel
         np.testing.assert_allclose(_scatter_points(target_ax), _scatter_points(pred_ax), atol=0.6)
+
+
+# --- labels that are not points -----------------------------------------------------------------------------
+def test_a_points_label_that_is_not_row_col_pairs_names_its_item(tmp_path):
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    labels = {"0.png": [1.0, 2.0], "1.png": [1.0, 2.0, 3.0], "2.png": [4.0, 4.0]}
+    with pytest.raises(ValueError, match=r"label of 1\.png is \[1\.0, 2\.0, 3\.0\].*\(row, col\) pair"):
+        PointsItemList.from_folder(tmp_path).split_none().label_from_func(lambda p: labels[p.name])

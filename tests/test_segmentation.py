@@ -13,7 +13,13 @@ from conftest import N_SEG, N_SEG_VALID, SEG_CODES, SEG_COLOURS, camvid_src
 from course_utils.data_block import TransformConfig
 from course_utils.learner import Metric, load_learner
 from course_utils.metrics import masked_accuracy
-from course_utils.vision import SegmentationItemList, get_transforms, imagenet_stats, open_mask, unet_learner
+from course_utils.vision import (
+    SegmentationItemList,
+    get_transforms,
+    imagenet_stats,
+    open_mask,
+    unet_learner,
+)
 from course_utils.vision.segmentation import PixelCrossEntropy, SegmentationLabelList
 
 VOID = SEG_CODES.index("Void")
@@ -197,3 +203,10 @@ def test_a_blank_line_in_codes_txt_is_refused_naming_the_line(tmp_path):
     assert read_codes(tmp_path / "codes.txt") == ["Sky", "Void", "Road", "Car"]
     ll = src.label_from_func(lambda p: p.parent.parent / "labels" / p.name, classes=read_codes(tmp_path / "codes.txt"))
     assert ll.train.y.classes == ["Sky", "Void", "Road", "Car"]
+
+
+# --- masks that are not class codes -------------------------------------------------------------------------
+def test_a_colour_mask_is_refused_saying_how_to_convert_it(tmp_path):
+    Image.fromarray(np.array([[[128, 64, 128], [64, 0, 128]]], dtype=np.uint8)).save(tmp_path / "c_P.png")
+    with pytest.raises(ValueError, match=r"c_P\.png is a RGB image.*colour table.*8-bit grey PNG"):
+        open_mask(tmp_path / "c_P.png")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import csv_file
 from imdb import CPU, NEG, POS, clas_data, lm_data
 
 from course_utils.text import TextList
@@ -102,3 +103,47 @@ def test_too_few_tokens_for_the_batch_size_is_a_clear_error(imdb_path):
     data = lm_data(imdb_path)
     with pytest.raises(ValueError, match="too few"):
         LMStreamLoader(data.valid_ds, bs=10_000, bptt=5, shuffle=False)
+
+
+# --- a texts CSV with a header and no rows ------------------------------------------------------------------
+def test_a_header_only_texts_csv_says_so(tmp_path):
+    csv_file(tmp_path, ["label,text,is_valid"], name="texts.csv")
+    with pytest.raises(ValueError, match=r"texts\.csv has a header .* but no rows"):
+        TextList.from_csv(tmp_path, "texts.csv", cols="text")
+
+
+# --- unreadable and empty texts -----------------------------------------------------------------------------
+def _texts(tmp_path):
+    for label in ("pos", "neg"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(4):
+            (tmp_path / "train" / label / f"{i}.txt").write_text(f"a {label} review number {i}, quite short.")
+    return tmp_path
+
+
+def test_a_text_file_that_is_not_utf8_names_the_file_and_the_fix(tmp_path):
+    root = _texts(tmp_path)
+    (root / "train" / "pos" / "latin.txt").write_bytes("caf\xe9 na\xefve".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.txt.*re-save it as UTF-8"):
+        TextList.from_folder(root).split_by_rand_pct(0.25, seed=0).label_from_folder()
+
+
+def test_an_empty_text_is_kept_with_a_warning_naming_it(tmp_path):
+    root = _texts(tmp_path)
+    (root / "train" / "pos" / "blank.txt").write_text("  \n")
+    with pytest.warns(UserWarning, match=r"1 of the training texts are empty, e.g. train/pos/blank\.txt"):
+        ll = TextList.from_folder(root).split_by_idx([0, 5]).label_from_folder()
+    data = ll.databunch(bs=2, device=CPU)
+    assert next(iter(data.train_dl))[0].shape[0] == 2
+
+
+def test_an_empty_text_in_a_table_is_named_by_its_position(tmp_path):
+    df = pd.DataFrame({"text": ["good film", " ", "bad film", "fine"], "label": ["p", "n", "n", "p"]})
+    with pytest.warns(UserWarning, match="text 1 of the training set"):
+        TextList.from_df(df, tmp_path).split_none().label_from_df("label")
+
+
+def test_a_csv_with_a_missing_text_names_its_row(tmp_path):
+    (tmp_path / "t.csv").write_text("label,text\np,good\nn,\n")
+    with pytest.raises(ValueError, match="row 3"):
+        TextList.from_csv(tmp_path, "t.csv")

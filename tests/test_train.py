@@ -1,9 +1,10 @@
-"""Round two of the hostile-input trial (issue 16), the command line: `train` checks its output folder and
-the images before training, saves after each stage and on Ctrl-C, and refuses a one-class layout and
-`--size 0`; a broken image is one clear line in `train` and `predict`."""
+"""The `train` and `predict` commands: `train` checks its output folder, its options and the images before
+training, saves after each stage and on Ctrl-C, and refuses a one-class layout, `--size 0` and `--codes` without
+`--masks`; a broken image or a bad CSV is one clear line."""
 from __future__ import annotations
 
 import pytest
+from helpers import csv_file, named_images
 
 from course_utils.__main__ import main
 from course_utils.learner import Learner, load_learner
@@ -103,3 +104,34 @@ def test_predict_on_a_truncated_jpeg_is_one_clear_line(planet_data, tmp_path, ca
     assert main(["predict", str(f), str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "half.jpg" in err
+
+
+# --- bad CSVs and options on the command line ---------------------------------------------------------------
+def _cli_train(images, *layout):
+    return main(["train", "--images", str(images), *layout, "--arch", "resnet18", "--no-pretrained", "--size", "16",
+                 "--bs", "4", "--epochs", "1", "--lr", "1e-2", "--out", str(images.parent / "run")])
+
+
+def test_the_command_line_names_the_line_too(tmp_path, capsys, no_training):
+    root = named_images(tmp_path, [f"img_{i}" for i in range(12)])
+    csv = csv_file(root, ["image_name,tags"] + [f"img_{i},cloudy,haze" for i in range(12)])
+    assert _cli_train(root / "imgs", "--csv", str(csv)) == 1
+    assert "line 2, has 3 fields" in capsys.readouterr().err
+
+
+def test_a_header_only_csv_on_the_command_line_says_so(tmp_path, capsys, no_training):
+    root = named_images(tmp_path, [f"img_{i}" for i in range(4)])
+    csv = csv_file(root, ["image_name,tags"])
+    assert _cli_train(root / "imgs", "--csv", str(csv)) == 1
+    assert "labels.csv has a header (image_name, tags) but no rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", [["--csv", "labels.csv"], ["--folders"]])
+def test_codes_without_masks_is_refused_before_any_work(tmp_path, capsys, no_training, layout):
+    (tmp_path / "codes.txt").write_text("Sky\nRoad\n")
+    layout = [str(tmp_path / a) if a.endswith(".csv") else a for a in layout]  # neither path exists: no work done
+    with pytest.raises(SystemExit) as e:
+        _cli_train(tmp_path / "imgs", *layout, "--codes", str(tmp_path / "codes.txt"))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m course_utils train" in err and "--codes" in err and "--masks" in err

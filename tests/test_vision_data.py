@@ -1,6 +1,6 @@
-"""Round two of the hostile-input trial (issue 16), images: every item is checked when the DataBunch is built,
-so a broken file, mask or point is reported (all of them, by name) before training, not mid-epoch; truncated
-JPEGs, decompression bombs, EXIF orientation, broken links and `size=0`."""
+"""vision.data.ImageList: every item is checked when the DataBunch is built, so a broken file, mask or point is
+reported (all of them, by name) before training, not mid-epoch: truncated JPEGs, decompression bombs, images of
+NaNs, EXIF orientation in training, broken links, `size=0` and images of mixed sizes."""
 from __future__ import annotations
 
 import warnings
@@ -26,7 +26,7 @@ TAGS = ["a b", "b", "a c", "c", "b c", "a"]
 
 
 def _tagged_images(root, n=24):
-    """The trial's set: `imgs/img_i.jpg` (random 48-px JPEGs) and `labels.csv` (image_name, tags)."""
+    """A tagged set: `imgs/img_i.jpg` (random 48-px JPEGs) and `labels.csv` (image_name, tags)."""
     (root / "imgs").mkdir()
     rng = np.random.default_rng(0)
     rows = ["image_name,tags"]
@@ -52,7 +52,7 @@ def _truncate(p):
     p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
 
 
-# --- I1 / I2 / I4 / I5: broken image files, all listed before training ----------------------------------
+# --- broken image files, all listed before training ---------------------------------------------------------
 def test_a_truncated_jpeg_is_found_by_check(tmp_path):
     root = _tagged_images(tmp_path)
     _truncate(root / "imgs" / "img_9.jpg")
@@ -106,7 +106,7 @@ def test_a_large_dataset_shows_a_progress_bar(tmp_path, capsys, monkeypatch):
     assert "Checking" in capsys.readouterr().err
 
 
-# --- M1-M3 and P1: masks and points checked before training -------------------------------------------
+# --- masks and points checked before training ---------------------------------------------------------------
 def test_bad_masks_are_all_listed_before_training(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
@@ -138,7 +138,7 @@ def test_a_point_outside_its_image_is_found_before_training(tmp_path):
         tfmd.databunch(bs=2, num_workers=0, device=CPU)
 
 
-# --- I12: decompression bombs ---------------------------------------------------------------------------
+# --- decompression bombs ------------------------------------------------------------------------------------
 def test_a_decompression_bomb_is_named_and_check_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is then > 2x the limit, like 20000x20000
     Image.new("RGB", (64, 64)).save(tmp_path / "huge.png")
@@ -151,7 +151,7 @@ def test_a_decompression_bomb_is_named_and_check_goes_on(tmp_path, monkeypatch):
         open_image(tmp_path / "huge.png")
 
 
-# --- I13: EXIF orientation -----------------------------------------------------------------------------
+# --- EXIF orientation ---------------------------------------------------------------------------------------
 def _sideways_photo(path):
     """A phone photo held upright (red top half, 32 wide x 64 tall), stored sideways with orientation 6."""
     upright = np.zeros((64, 32, 3), np.uint8)
@@ -163,14 +163,6 @@ def _sideways_photo(path):
     img.save(path, exif=exif, quality=95)
 
 
-def test_exif_orientation_is_applied_when_opening(tmp_path):
-    from course_utils.vision.image import image_size
-    _sideways_photo(tmp_path / "phone.jpg")
-    assert image_size(tmp_path / "phone.jpg") == (32, 64), "the size checks see the upright size"
-    with open_image(tmp_path / "phone.jpg") as img:
-        a = np.asarray(img.convert("RGB"))
-    assert a.shape == (64, 32, 3)
-    assert a[:20, :, 0].mean() > 200 and a[44:, :, 0].mean() < 50, "red on top, as every photo viewer shows it"
 
 
 def test_exif_orientation_is_applied_in_training_and_predict(tmp_path):
@@ -187,7 +179,7 @@ def test_exif_orientation_is_applied_in_training_and_predict(tmp_path):
     assert tuple(learn.data.one_item(tmp_path / "phone_0.jpg").shape[-2:]) == (64, 32)
 
 
-# --- I17: broken links ----------------------------------------------------------------------------------
+# --- broken links -------------------------------------------------------------------------------------------
 def test_a_dangling_symlink_under_from_folder_is_reported(tmp_path):
     for i in range(3):
         Image.new("RGB", (8, 8)).save(tmp_path / f"ok_{i}.png")
@@ -197,9 +189,92 @@ def test_a_dangling_symlink_under_from_folder_is_reported(tmp_path):
     assert len(items) == 3
 
 
-# --- L5: size 0 -----------------------------------------------------------------------------------------
+# --- size 0 -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [0, -3, (0, 32)])
 def test_a_size_of_zero_is_refused_at_transform(tmp_path, size):
     root = _tagged_images(tmp_path)
     with pytest.raises(ValueError, match="size must be"):
         _src(root).transform(get_transforms(), size=size)
+
+
+# --- float images with NaN or infinite pixels ---------------------------------------------------------------
+def _float_tiff(path, values):
+    Image.fromarray(np.asarray(values, dtype=np.float32), mode="F").save(path)
+    return path
+
+
+@pytest.fixture
+def tiffs(tmp_path):
+    """Two classes of float TIFFs, one of them all NaN."""
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            _float_tiff(tmp_path / cls / f"{cls}{i}.tif", np.full((8, 8), 0.2 if cls == "a" else 0.8))
+    _float_tiff(tmp_path / "b" / "b3.tif", np.full((8, 8), np.nan))
+    return tmp_path
+
+
+def test_check_lists_an_image_of_nans_with_what_to_do(tiffs, capsys):
+    problems = ImageList.from_folder(tiffs).check()
+    assert problems == [(tiffs / "b" / "b3.tif", f"Image {tiffs / 'b' / 'b3.tif'} has NaN or infinite pixel values "
+                                                 "(64 of 64 pixels); re-export it as 8-bit, or replace the NaNs "
+                                                 "(numpy.nan_to_num) and save it again.")]
+    assert "1 of 8 images cannot be read" in capsys.readouterr().out
+
+
+def test_an_image_of_nans_stops_the_databunch_before_training(tiffs):
+    src = ImageList.from_folder(tiffs).split_by_rand_pct(0.25, seed=0).label_from_folder().transform(size=8)
+    with pytest.raises(ValueError, match=r"1 of 8 items cannot be used for training:\n  - Image .*b3\.tif has NaN "
+                                         r"or infinite pixel values"):
+        src.databunch(bs=2, num_workers=0)
+
+
+# --- unreadable image files ---------------------------------------------------------------------------------
+def test_check_reports_a_truncated_jpeg_with_the_other_broken_files(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "good.png")
+    Image.new("RGB", (64, 64)).save(tmp_path / "whole.jpg")
+    (tmp_path / "truncated.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:200])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    problems = ImageList.from_folder(tmp_path).check()
+    assert sorted(p.name for p, _ in problems) == ["empty.png", "text.jpg", "truncated.jpg"]
+    with pytest.raises(ValueError, match="3 of 5 images cannot be read"):
+        ImageList.from_folder(tmp_path).check(strict=True)
+
+
+# --- images of mixed sizes ----------------------------------------------------------------------------------
+def _two_sizes(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8) if i else (10, 6), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    return ImageList.from_folder(tmp_path).split_by_idx([0]).label_from_folder()
+
+
+def test_mixed_sizes_without_size_fail_at_transform_naming_two_files(tmp_path):
+    with pytest.raises(ValueError) as e:
+        _two_sizes(tmp_path).transform().databunch(bs=2, num_workers=0)
+    msg = str(e.value)
+    assert "0.png" in msg and "1.png" in msg
+    assert "10x6" in msg and "8x8" in msg
+    assert "size=" in msg
+
+
+def test_mixed_sizes_without_transform_fail_at_databunch(tmp_path):
+    with pytest.raises(ValueError, match="size="):
+        _two_sizes(tmp_path).databunch(bs=2, num_workers=0)
+
+
+def test_mixed_sizes_with_size_are_fine(tmp_path):
+    data = _two_sizes(tmp_path).transform(size=8).databunch(bs=2, num_workers=0)
+    assert data.one_batch()[0].shape == (2, 3, 8, 8)
+
+
+def test_same_sizes_without_size_are_fine(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 6), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    data = (ImageList.from_folder(tmp_path).split_by_idx([0]).label_from_folder()
+            .transform().databunch(bs=2, num_workers=0))
+    assert data.one_batch()[0].shape == (2, 3, 6, 8)

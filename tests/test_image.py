@@ -1,13 +1,15 @@
-"""Robustness of image loading: every colour mode Pillow opens becomes the right 8-bit RGB, and a folder of
-images of different sizes without `size=` fails before training, naming two of the files."""
+"""vision.image: every colour mode Pillow opens becomes the right 8-bit RGB, EXIF orientation is applied, and a
+float image with NaN or infinite pixels is refused where it is read."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from course_utils.vision import ImageList
-from course_utils.vision.image import load_rgb, open_lazy
+from course_utils.vision import (
+    ImageList,
+)
+from course_utils.vision.image import load_rgb, open_image, open_lazy
 
 
 def _rgb_of(tmp_path, img: Image.Image, name: str) -> np.ndarray:
@@ -121,39 +123,56 @@ def test_mixed_modes_in_one_dataset_form_a_batch(tmp_path):
     assert x.min() >= 0 and x.max() <= 1
 
 
-# --- mixed sizes -------------------------------------------------------------------------------
-def _two_sizes(tmp_path):
-    for cls in ("a", "b"):
-        (tmp_path / cls).mkdir()
-        for i in range(3):
-            Image.new("RGB", (8, 8) if i else (10, 6), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
-    return ImageList.from_folder(tmp_path).split_by_idx([0]).label_from_folder()
+# --- mixed sizes --------------------------------------------------------------------------------------------
 
 
-def test_mixed_sizes_without_size_fail_at_transform_naming_two_files(tmp_path):
-    with pytest.raises(ValueError) as e:
-        _two_sizes(tmp_path).transform().databunch(bs=2, num_workers=0)
-    msg = str(e.value)
-    assert "0.png" in msg and "1.png" in msg
-    assert "10x6" in msg and "8x8" in msg
-    assert "size=" in msg
 
 
-def test_mixed_sizes_without_transform_fail_at_databunch(tmp_path):
-    with pytest.raises(ValueError, match="size="):
-        _two_sizes(tmp_path).databunch(bs=2, num_workers=0)
 
 
-def test_mixed_sizes_with_size_are_fine(tmp_path):
-    data = _two_sizes(tmp_path).transform(size=8).databunch(bs=2, num_workers=0)
-    assert data.one_batch()[0].shape == (2, 3, 8, 8)
 
 
-def test_same_sizes_without_size_are_fine(tmp_path):
-    for cls in ("a", "b"):
-        (tmp_path / cls).mkdir()
-        for i in range(3):
-            Image.new("RGB", (8, 6), (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
-    data = (ImageList.from_folder(tmp_path).split_by_idx([0]).label_from_folder()
-            .transform().databunch(bs=2, num_workers=0))
-    assert data.one_batch()[0].shape == (2, 3, 6, 8)
+
+
+# --- float images with NaN or infinite pixels ---------------------------------------------------------------
+def _float_tiff(path, values):
+    Image.fromarray(np.asarray(values, dtype=np.float32), mode="F").save(path)
+    return path
+
+
+@pytest.mark.parametrize("values, bad", [(np.full((8, 8), np.nan), 64), ([[0.5, np.inf], [0.1, 0.2]], 1),
+                                         ([[-np.inf, 0.5], [np.nan, 0.2]], 2)])
+def test_a_float_image_with_nan_or_inf_is_refused_where_it_is_read(tmp_path, values, bad):
+    f = _float_tiff(tmp_path / "nan.tif", values)
+    size = np.asarray(values).size
+    with pytest.raises(ValueError) as err:
+        open_image(f)
+    assert str(err.value) == (f"Image {f} has NaN or infinite pixel values ({bad} of {size} pixels); re-export it "
+                              "as 8-bit, or replace the NaNs (numpy.nan_to_num) and save it again.")
+
+
+def test_a_finite_float_image_still_opens(tmp_path):
+    f = _float_tiff(tmp_path / "ok.tif", [[0.0, 0.5], [1.0, 0.25]])
+    assert np.asarray(open_image(f))[..., 0].tolist() == [[0, 128], [255, 64]]
+
+
+# --- EXIF orientation ---------------------------------------------------------------------------------------
+def _sideways_photo(path):
+    """A phone photo held upright (red top half, 32 wide x 64 tall), stored sideways with orientation 6."""
+    upright = np.zeros((64, 32, 3), np.uint8)
+    upright[:32, :, 0] = 255
+    stored = np.rot90(upright, k=1)  # what the camera wrote; tag 6 says: rotate 90 degrees clockwise to show
+    img = Image.fromarray(np.ascontiguousarray(stored))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(path, exif=exif, quality=95)
+
+
+def test_exif_orientation_is_applied_when_opening(tmp_path):
+    from course_utils.vision.image import image_size
+    _sideways_photo(tmp_path / "phone.jpg")
+    assert image_size(tmp_path / "phone.jpg") == (32, 64), "the size checks see the upright size"
+    with open_image(tmp_path / "phone.jpg") as img:
+        a = np.asarray(img.convert("RGB"))
+    assert a.shape == (64, 32, 3)
+    assert a[:20, :, 0].mean() > 200 and a[44:, :, 0].mean() < 50, "red on top, as every photo viewer shows it"
