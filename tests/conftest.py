@@ -18,7 +18,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+from helpers import (  # noqa: E402
+    COLOURS,
+    N_PLANET,
+    N_SEG,
+    N_SEG_VALID,
+    N_TRAIN_PER_CLASS,
+    N_VALID_PER_CLASS,
+    SEG_CODES,
+    SEG_COLOURS,
+    camvid_src,
+    planet_tags,
+    tiny_model,
+)
 from http_server import TOY, LocalServer  # noqa: E402
 from imdb import make_imdb_like  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -26,25 +38,6 @@ from PIL import Image  # noqa: E402
 # One intra-op thread: on a small shared CPU, oneDNN with 2 threads spends seconds warming up
 # per new shape, while a single thread runs these tiny models at once.
 torch.set_num_threads(int(os.environ.get("COURSE_TEST_THREADS", "1")))
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PLANET_TINY = REPO_ROOT / "data" / "planet_tiny"
-
-# The Planet-like fixture: image i gets PLANET_TAGS[i % len(PLANET_TAGS)].
-PLANET_TAGS = [
-    "clear primary",
-    "cloudy",
-    "haze primary water",
-    "agriculture clear primary",
-    "clear primary water",
-    "agriculture haze",
-]
-PLANET_CLASSES = ["agriculture", "clear", "cloudy", "haze", "primary", "water"]
-N_PLANET = 24
-
-# The single-label fixture: solid colours (plus a little noise), one folder per class.
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 210)}
-N_TRAIN_PER_CLASS, N_VALID_PER_CLASS = 6, 2
 
 
 @pytest.fixture(autouse=True)
@@ -60,11 +53,6 @@ def _seed_and_close_figures():
     np.random.seed(0)
     yield
     plt.close("all")
-
-
-def planet_tags(i: int) -> str:
-    """The tags the Planet-like fixture gives image `train_{i}`."""
-    return PLANET_TAGS[i % len(PLANET_TAGS)]
 
 
 def _noisy_solid(rng: np.random.Generator, colour, size=(16, 16)) -> np.ndarray:
@@ -139,11 +127,6 @@ def colour_data(colour_path):
             .normalize(imagenet_stats))
 
 
-def tiny_model(n_out: int) -> nn.Module:
-    """A model small enough to train in milliseconds: mean colour -> linear layer."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, n_out))
-
-
 @pytest.fixture
 def tiny_learner(colour_data):
     """A Learner with the tiny model on the colour data."""
@@ -162,10 +145,6 @@ def planet_learner(planet_data, tmp_path):
 
 # The segmentation fixture: 64x64 images made of 8x8 blocks of solid colours, one colour per class, so
 # each pixel's class can be read back from its colour after any transform (SEG_CODES[-1] is the Void).
-SEG_CODES = ["Sky", "Building", "Road", "Car", "Tree", "Void"]
-SEG_COLOURS = np.array([(230, 40, 40), (40, 200, 60), (40, 60, 230), (235, 225, 40), (220, 50, 220), (40, 220, 220)],
-                       dtype=np.uint8)
-N_SEG, N_SEG_VALID = 8, 2
 
 
 @pytest.fixture(scope="session")
@@ -183,15 +162,6 @@ def camvid_path(tmp_path_factory) -> Path:
     (root / "codes.txt").write_text("\n".join(SEG_CODES) + "\n")
     (root / "valid.txt").write_text("\n".join(names[-N_SEG_VALID:]) + "\n")
     return root
-
-
-def camvid_src(path: Path):
-    """The lesson's chain up to labelling: images, valid.txt split, masks from labels/<stem>_P.png."""
-    from course_utils.vision import SegmentationItemList
-
-    return (SegmentationItemList.from_folder(path / "images")
-            .split_by_fname_file("../valid.txt")
-            .label_from_func(lambda x: path / "labels" / f"{x.stem}_P{x.suffix}", classes=SEG_CODES))
 
 
 @pytest.fixture

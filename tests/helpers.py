@@ -2,6 +2,9 @@
 tiny BatchNorm model and a three-colour DataBunch."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
@@ -39,3 +42,63 @@ def bn_model(n_out):
     """A tiny CNN with a BatchNorm layer, for tests of what happens to its statistics."""
     return nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(4, n_out))
+
+
+# The bundled data, and the synthetic sets the fixtures in conftest.py build from these constants.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+PLANET_TINY = REPO_ROOT / "data" / "planet_tiny"
+
+
+# The Planet-like fixture: image i gets PLANET_TAGS[i % len(PLANET_TAGS)].
+PLANET_TAGS = [
+    "clear primary",
+    "cloudy",
+    "haze primary water",
+    "agriculture clear primary",
+    "clear primary water",
+    "agriculture haze",
+]
+
+
+PLANET_CLASSES = ["agriculture", "clear", "cloudy", "haze", "primary", "water"]
+
+
+N_PLANET = 24
+
+
+# The single-label fixture: solid colours (plus a little noise), one folder per class.
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 210)}
+
+
+N_TRAIN_PER_CLASS, N_VALID_PER_CLASS = 6, 2
+
+
+SEG_CODES = ["Sky", "Building", "Road", "Car", "Tree", "Void"]
+
+
+SEG_COLOURS = np.array([(230, 40, 40), (40, 200, 60), (40, 60, 230), (235, 225, 40), (220, 50, 220), (40, 220, 220)],
+                       dtype=np.uint8)
+
+
+N_SEG, N_SEG_VALID = 8, 2
+
+
+def planet_tags(i: int) -> str:
+    """The tags the Planet-like fixture gives image `train_{i}`."""
+    return PLANET_TAGS[i % len(PLANET_TAGS)]
+
+
+def tiny_model(n_out: int) -> nn.Module:
+    """A model small enough to train in milliseconds: mean colour -> linear layer."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, n_out))
+
+
+def camvid_src(path: Path):
+    """The lesson's chain up to labelling: images, valid.txt split, masks from labels/<stem>_P.png."""
+    from course_utils.vision import SegmentationItemList
+
+    return (SegmentationItemList.from_folder(path / "images")
+            .split_by_fname_file("../valid.txt")
+            .label_from_func(lambda x: path / "labels" / f"{x.stem}_P{x.suffix}", classes=SEG_CODES))

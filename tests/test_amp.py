@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+from helpers import tiny_model
 
-from conftest import tiny_model
 from course_utils.amp import MixedPrecision, choose_precision, cpu_capability, cpu_has_native_bf16
 from course_utils.learner import Learner
 

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import torch
+from helpers import camvid_src
 from PIL import Image
 
-from conftest import camvid_src
 from course_utils.vision import ImageList, PointsItemList, get_transforms, imagenet_stats
 from course_utils.vision.cache import ImageCache
 

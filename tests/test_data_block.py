@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
+from helpers import COLOURS, N_PLANET, N_TRAIN_PER_CLASS, N_VALID_PER_CLASS, PLANET_CLASSES, PLANET_TINY, planet_tags
 from PIL import Image
 
-from conftest import COLOURS, N_PLANET, N_TRAIN_PER_CLASS, N_VALID_PER_CLASS, PLANET_CLASSES, PLANET_TINY, planet_tags
 from course_utils.data_block import CategoryList, MultiCategoryList, TransformConfig
 from course_utils.vision import ImageList, get_transforms, imagenet_stats
 

@@ -61,7 +61,8 @@ def test_predictions_after_lr_find_do_not_reach_the_finder(tiny_learner):
 
 
 def test_validate_matches_a_loop_by_hand(colour_data):
-    from conftest import tiny_model
+    from helpers import tiny_model
+
     from course_utils.learner import Learner
     from course_utils.metrics import accuracy
 

@@ -6,9 +6,9 @@ import warnings
 import pandas as pd
 import pytest
 import torch
+from helpers import tiny_model
 from PIL import Image
 
-from conftest import tiny_model
 from course_utils.data_block import ItemList
 from course_utils.learner import Learner
 from course_utils.vision import ImageList

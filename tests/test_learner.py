@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from helpers import COLOURS, PLANET_CLASSES, tiny_model
 from PIL import Image
 
-from conftest import COLOURS, PLANET_CLASSES, tiny_model
 from course_utils.callbacks import (
     Callback,
     OneCycleScheduler,

@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from helpers import N_SEG, N_SEG_VALID, SEG_CODES, SEG_COLOURS, camvid_src
 from PIL import Image
 
-from conftest import N_SEG, N_SEG_VALID, SEG_CODES, SEG_COLOURS, camvid_src
 from course_utils.data_block import TransformConfig
 from course_utils.learner import Metric, load_learner
 from course_utils.metrics import masked_accuracy

@@ -25,8 +25,8 @@ class CountBatches(Callback):
 def tiny_learner(colour_path):
     """The tiny model on the colour images in batches of 2: several batches in each set."""
     import torch
+    from helpers import tiny_model
 
-    from conftest import tiny_model
     from course_utils.learner import Learner
     from course_utils.vision import ImageList, imagenet_stats
 

@@ -109,7 +109,8 @@ def test_pretrained_unet_loads_the_cached_imagenet_encoder_and_freezes_it(camvid
 
 def test_weights_carry_across_image_sizes_go_big(camvid_data, camvid_path, tmp_path):
     """The lesson's 'go big': save at one size, load into a new learner on bigger images."""
-    from conftest import camvid_src
+    from helpers import camvid_src
+
     from course_utils.vision import get_transforms, imagenet_stats
 
     learn = unet_learner(camvid_data, models.resnet18, pretrained=False, path=tmp_path)
@@ -145,7 +146,8 @@ def test_to_fp16_on_a_cpu_without_native_bf16_stays_in_fp32(camvid_data, tmp_pat
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with loss scaling needs a CUDA GPU")
 def test_to_fp16_on_cuda_trains_with_loss_scaling_and_float32_weights(camvid_path, tmp_path):
-    from conftest import camvid_src
+    from helpers import camvid_src
+
     from course_utils.vision import get_transforms, imagenet_stats
 
     data = (camvid_src(camvid_path).transform(get_transforms(), size=32, tfm_y=True)
