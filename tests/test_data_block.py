@@ -443,12 +443,6 @@ def test_the_databunch_check_groups_problems_by_kind_with_counts(tmp_path):
     assert "  files that cannot be read (2):\n    - " in msg
 
 
-def test_a_long_problem_list_shows_the_first_few_of_each_kind():
-    from course_utils.data_block import problem_list
-    found = [f"Image {i}.jpg does not exist." for i in range(50)] + ["Cannot read image x.jpg: truncated."]
-    text = problem_list(found)
-    assert "files that do not exist (50):" in text and "... and 45 more" in text and "x.jpg" in text
-    assert len(text.splitlines()) == 9
 
 
 # --- repeated rows, Unicode names -----------------------------------------------------------------------

@@ -64,3 +64,42 @@ def test_exercises_package_finds_the_solutions_folder():
 
     assert exercises.solutions_dir() == PACKAGE.parent / "solutions"
     assert (exercises.solutions_dir() / "lesson3-planet.py").is_file()
+
+
+# Modules whose tests live in a file named otherwise, with the reason. A package's own modules may share the
+# package's test file instead (exercises/* -> test_exercises.py), and __init__.py files only re-export.
+TESTED_ELSEWHERE = {
+    "__main__.py": "test_cli.py: the command line as a user runs it",
+    "all.py": "test_video_names.py: `from course_utils.all import *` gives the names the videos use",
+    "finetune_data.py": "test_finetune.py: the feedback rows and data are checked through finetune",
+    "progress.py": "test_learner.py: every fit draws its progress bar",
+    "serve/app.py": "test_serve.py: the app is tested through its HTTP routes",
+    "serve/predictor.py": "test_serve.py and test_batcher.py: predictions as the server makes them",
+    "text/v1_names.py": "test_text_names.py: the fastai v1 names of the text API",
+    "vision/batch.py": "test_batch_aug.py: augmentation of whole batches",
+    "vision/models.py": "test_pretrained.py: the architectures and their weights",
+}
+
+
+def _test_files_for(rel: Path) -> list[str]:
+    """The test files that may hold the tests of module `rel` (relative to the package): `a/b.py` ->
+    test_b.py, test_a_b.py, or test_a.py (the package's test file)."""
+    parts = rel.with_suffix("").parts
+    names = {parts[-1], "_".join(parts)} | ({parts[0]} if len(parts) > 1 else set())
+    return [f"test_{n}.py" for n in sorted(names)]
+
+
+def test_every_module_has_its_test_file():
+    """Each module of course_utils has `tests/test_<module>.py` (or is listed in TESTED_ELSEWHERE with the file
+    that tests it), so a test is found next to the module it exercises."""
+    tests = Path(__file__).resolve().parent
+    missing = []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        rel = f.relative_to(PACKAGE)
+        if f.name == "__init__.py" or rel.as_posix() in TESTED_ELSEWHERE:
+            continue
+        if not any((tests / name).is_file() for name in _test_files_for(rel)):
+            missing.append(f"{rel.as_posix()} (add tests/{_test_files_for(rel)[0]})")
+    assert not missing, "modules without a test file: " + ", ".join(missing)
+    stale = [m for m in TESTED_ELSEWHERE if not (PACKAGE / m).is_file()]
+    assert not stale, f"TESTED_ELSEWHERE names modules that no longer exist: {stale}"
