@@ -22,7 +22,7 @@ UNREACHABLE = "http://127.0.0.1:9/files"  # the discard port: nothing listens, t
 
 
 @pytest.fixture
-def toy(monkeypatch, tmp_path):
+def mirror_toy(monkeypatch, tmp_path):
     """A registry entry `toy` whose real address is unreachable, and a mirror folder holding its archive."""
     monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{UNREACHABLE}/toy.tgz"),), folder="toy",
                                                  expect=("a.txt",)))
@@ -35,7 +35,7 @@ def toy(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def http_mirror(toy):
+def http_mirror(mirror_toy):
     """The mirror folder served over http, as `python -m http.server` would; yields (base URL, paths asked)."""
     asked = []
 
@@ -47,14 +47,14 @@ def http_mirror(toy):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(toy)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(mirror_toy)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", asked
     server.shutdown()
 
 
-def test_a_mirror_folder_set_in_the_environment_is_used(toy, monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_MIRROR", str(toy))
+def test_a_mirror_folder_set_in_the_environment_is_used(mirror_toy, monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_MIRROR", str(mirror_toy))
     path = download_dataset("toy")
     assert (path / "a.txt").read_bytes() == b"hello"
     assert (tmp_path / "data" / "downloads" / "toy.tgz").is_file()  # kept, as after any download
@@ -68,10 +68,10 @@ def test_an_http_mirror_is_used_through_the_same_download_code(http_mirror, tmp_
     assert not list((tmp_path / "data" / "downloads").glob("*.part*"))
 
 
-def test_a_file_the_mirror_lacks_comes_from_its_real_address(http_mirror, toy, monkeypatch, capsys):
+def test_a_file_the_mirror_lacks_comes_from_its_real_address(http_mirror, mirror_toy, monkeypatch, capsys):
     base, asked = http_mirror
-    (toy / "real").mkdir()
-    (toy / "real" / "toy2.tgz").write_bytes(toy_archive({"toy/a.txt": b"from the real address"}))
+    (mirror_toy / "real").mkdir()
+    (mirror_toy / "real" / "toy2.tgz").write_bytes(toy_archive({"toy/a.txt": b"from the real address"}))
     monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{base}/real/toy2.tgz"),), folder="toy",
                                                  expect=("a.txt",)))
     path = download_dataset("toy", mirror=base)
@@ -80,19 +80,19 @@ def test_a_file_the_mirror_lacks_comes_from_its_real_address(http_mirror, toy, m
     assert f"toy2.tgz is not on the mirror {base}; downloading it from {base}/real/toy2.tgz" in capsys.readouterr().out
 
 
-def test_a_missing_mirror_folder_is_an_error_naming_it(toy, tmp_path):
+def test_a_missing_mirror_folder_is_an_error_naming_it(mirror_toy, tmp_path):
     with pytest.raises(DatasetError, match="nowhere.*is not a folder"):
         download_dataset("toy", mirror=str(tmp_path / "nowhere"))
     assert not (tmp_path / "data" / "toy").exists()
 
 
-def test_a_wrong_file_on_the_mirror_is_refused(toy, monkeypatch):
-    good = download.file_sha256(toy / "toy.tgz")
-    (toy / "toy.tgz").write_bytes(toy_archive({"toy/a.txt": b"tampered"}))
+def test_a_wrong_file_on_the_mirror_is_refused(mirror_toy, monkeypatch):
+    good = download.file_sha256(mirror_toy / "toy.tgz")
+    (mirror_toy / "toy.tgz").write_bytes(toy_archive({"toy/a.txt": b"tampered"}))
     monkeypatch.setitem(DATASETS, "toy", Dataset(sources=(Source(f"{UNREACHABLE}/toy.tgz", sha256=good),),
                                                  folder="toy", expect=("a.txt",)))
     with pytest.raises(download.ChecksumError, match="not the expected one"):
-        download_dataset("toy", mirror=str(toy))
+        download_dataset("toy", mirror=str(mirror_toy))
 
 
 def planet_by_hand(folder, csv_zipped: bool) -> None:
@@ -135,12 +135,12 @@ def test_planet_by_hand_accepts_an_unpacked_train_jpg_folder_and_keeps_it(tmp_pa
     assert len(list((downloads / "train-jpg").iterdir())) == 3  # the student's folder is left as it was
 
 
-def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin(toy, tmp_path, capsys,
+def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin(mirror_toy, tmp_path, capsys,
                                                                                    fsynced):
-    download_dataset("toy", mirror=str(toy))
+    download_dataset("toy", mirror=str(mirror_toy))
     dest = tmp_path / "new-mirror"
     assert main(["mirror", str(dest)]) == 0
-    assert (dest / "toy.tgz").read_bytes() == (toy / "toy.tgz").read_bytes()
+    assert (dest / "toy.tgz").read_bytes() == (mirror_toy / "toy.tgz").read_bytes()
     assert not list(dest.glob(".*"))  # no temporary files left
     assert fsynced(dest / "toy.tgz") and (dest / "toy.tgz").stat().st_mode & 0o777 == 0o644  # others may read it
     capsys.readouterr()
@@ -150,7 +150,7 @@ def test_mirror_command_copies_what_was_downloaded_and_datasets_shows_the_origin
     assert "not mirrored  https://s3.amazonaws.com/fast-ai-imagelocal/camvid.tgz" in out
 
 
-def test_a_mirror_answering_errors_is_called_broken_not_the_internet(toy, server, monkeypatch):
+def test_a_mirror_answering_errors_is_called_broken_not_the_internet(mirror_toy, server, monkeypatch):
     """HTTP 500 every time: the message blames the mirror's server, not the connection."""
     from course_utils import fetch
     monkeypatch.setattr(download, "download_url", functools.partial(fetch.download_url, sleep=lambda s: None))
@@ -162,13 +162,13 @@ def test_a_mirror_answering_errors_is_called_broken_not_the_internet(toy, server
     assert "check the internet connection" not in str(err.value)
 
 
-def test_a_first_install_from_the_mirror_says_it_was_trusted_and_where(toy, capsys, tmp_path):
+def test_a_first_install_from_the_mirror_says_it_was_trusted_and_where(mirror_toy, capsys, tmp_path):
     """Trust on first use is said, with the sha256 and the checksums.json that keeps it."""
-    download_dataset("toy", mirror=str(toy))
+    download_dataset("toy", mirror=str(mirror_toy))
     out = capsys.readouterr().out
-    digest = download.file_sha256(toy / "toy.tgz")
-    assert (f"toy.tgz came from the mirror {toy}, and no sha256 was known for it: this first copy is trusted (trust "
-            f"on first use). Its sha256 {digest} is recorded in {tmp_path / 'data' / 'checksums.json'}") in out
+    digest = download.file_sha256(mirror_toy / "toy.tgz")
+    assert (f"toy.tgz came from the mirror {mirror_toy}, and no sha256 was known for it: this first copy is trusted "
+            f"(trust on first use). Its sha256 {digest} is recorded in {tmp_path / 'data' / 'checksums.json'}") in out
 
 
 @pytest.mark.parametrize("mirror,message", [
@@ -177,25 +177,25 @@ def test_a_first_install_from_the_mirror_says_it_was_trusted_and_where(toy, caps
     ("http://[::1", r"'http://\[::1' \(COURSE_MIRROR or --mirror\) is not a valid address \(Invalid IPv6 URL\)"),
     ("http://host:port/", r"'http://host:port/' \(COURSE_MIRROR or --mirror\) is not a valid address \(Port "),
 ])
-def test_an_unusable_mirror_address_is_named_as_the_mirrors(toy, mirror, message):
+def test_an_unusable_mirror_address_is_named_as_the_mirrors(mirror_toy, mirror, message):
     """ftp:// and malformed addresses are refused as the mirror's, not taken for folders."""
     with pytest.raises(DatasetError, match=r"^The dataset mirror " + message):
         download_dataset("toy", mirror=mirror)
 
 
-def test_a_link_out_of_a_mirror_folder_is_refused(toy, tmp_path):
+def test_a_link_out_of_a_mirror_folder_is_refused(mirror_toy, tmp_path):
     """A mirror file that is a symlink to a file outside the mirror is refused, naming it; nothing is copied."""
     secret = tmp_path / "secret.txt"
     secret.write_text("not a dataset")
-    (toy / "toy.tgz").unlink()
-    (toy / "toy.tgz").symlink_to(secret)
+    (mirror_toy / "toy.tgz").unlink()
+    (mirror_toy / "toy.tgz").symlink_to(secret)
     with pytest.raises(DatasetError, match=rf"holds toy\.tgz as a link to {secret}, outside the mirror folder: "
                                            "refused"):
-        download_dataset("toy", mirror=str(toy))
+        download_dataset("toy", mirror=str(mirror_toy))
     assert not (tmp_path / "data" / "downloads" / "toy.tgz").exists()
 
 
-def test_datasets_with_a_mirror_that_never_answers_waits_once(toy, monkeypatch, capsys):
+def test_datasets_with_a_mirror_that_never_answers_waits_once(mirror_toy, monkeypatch, capsys):
     """A server that accepts and never answers costs one probe timeout for the whole listing."""
     import socket
 

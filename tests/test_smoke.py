@@ -22,7 +22,7 @@ class CountBatches(Callback):
 
 
 @pytest.fixture
-def tiny_learner(colour_path):
+def small_batch_learner(colour_path):
     """The tiny model on the colour images in batches of 2: several batches in each set."""
     import torch
     from helpers import tiny_model
@@ -41,39 +41,39 @@ def smoke(monkeypatch):
     monkeypatch.setattr(config, "_smoke_announced", False)
 
 
-def test_without_the_switch_a_fit_runs_every_batch_of_every_epoch(tiny_learner, monkeypatch):
+def test_without_the_switch_a_fit_runs_every_batch_of_every_epoch(small_batch_learner, monkeypatch):
     monkeypatch.delenv("COURSE_SMOKE", raising=False)
     counter = CountBatches()
-    tiny_learner.fit(2, 1e-3, callbacks=[counter], progress=False)
-    assert counter.epochs == 2 and counter.batches == 2 * len(tiny_learner.data.train_dl) > 4
+    small_batch_learner.fit(2, 1e-3, callbacks=[counter], progress=False)
+    assert counter.epochs == 2 and counter.batches == 2 * len(small_batch_learner.data.train_dl) > 4
 
 
-def test_smoke_fit_runs_one_epoch_of_one_batch(tiny_learner, smoke):
+def test_smoke_fit_runs_one_epoch_of_one_batch(small_batch_learner, smoke):
     counter = CountBatches()
-    tiny_learner.fit_one_cycle(5, 1e-3)
-    tiny_learner.fit(3, 1e-3, callbacks=[counter], progress=False)
+    small_batch_learner.fit_one_cycle(5, 1e-3)
+    small_batch_learner.fit(3, 1e-3, callbacks=[counter], progress=False)
     assert counter.epochs == 1 and counter.batches == config.SMOKE_BATCHES
-    assert len(tiny_learner.recorder.epoch_rows) == 1
+    assert len(small_batch_learner.recorder.epoch_rows) == 1
 
 
-def test_smoke_predictions_and_validation_stop_after_one_batch(tiny_learner, smoke):
-    first = [len(yb) for _, yb in tiny_learner.data.ordered_dl("valid")]
+def test_smoke_predictions_and_validation_stop_after_one_batch(small_batch_learner, smoke):
+    first = [len(yb) for _, yb in small_batch_learner.data.ordered_dl("valid")]
     assert len(first) > config.SMOKE_BATCHES  # so that stopping early shows
     n = sum(first[:config.SMOKE_BATCHES])
-    preds, targs = tiny_learner.get_preds()
+    preds, targs = small_batch_learner.get_preds()
     assert len(preds) == len(targs) == n
-    assert len(tiny_learner.TTA()[0]) == n
-    assert tiny_learner.validate()["valid_loss"] is not None
+    assert len(small_batch_learner.TTA()[0]) == n
+    assert small_batch_learner.validate()["valid_loss"] is not None
 
 
-def test_smoke_lr_find_stops_after_one_batch(tiny_learner, smoke):
-    tiny_learner.lr_find()
-    assert len(tiny_learner.recorder.losses) == config.SMOKE_BATCHES
+def test_smoke_lr_find_stops_after_one_batch(small_batch_learner, smoke):
+    small_batch_learner.lr_find()
+    assert len(small_batch_learner.recorder.losses) == config.SMOKE_BATCHES
 
 
-def test_the_switch_is_announced_once(tiny_learner, smoke, capsys):
-    tiny_learner.fit(1, 1e-3, progress=False)
-    tiny_learner.get_preds()
+def test_the_switch_is_announced_once(small_batch_learner, smoke, capsys):
+    small_batch_learner.fit(1, 1e-3, progress=False)
+    small_batch_learner.get_preds()
     assert capsys.readouterr().out.count("COURSE_SMOKE=1") == 1
 
 
@@ -83,7 +83,7 @@ def test_a_bad_value_is_refused(monkeypatch):
         config.smoke_batches()
 
 
-def test_smoke_training_batches_of_images_keep_their_first_images(tiny_learner, smoke, monkeypatch):
+def test_smoke_training_batches_of_images_keep_their_first_images(small_batch_learner, smoke, monkeypatch):
     """The backward pass, most of a step's time, runs on SMOKE_TRAIN_ITEMS images; validation sees whole batches."""
     import course_utils.learner as learner_module
 
@@ -94,8 +94,8 @@ def test_smoke_training_batches_of_images_keep_their_first_images(tiny_learner, 
         def after_loss(self):
             sizes.append((self.learn.training, len(self.learn.xb), len(self.learn.yb)))
 
-    assert tiny_learner.data.bs > 1
-    tiny_learner.fit(1, 1e-3, callbacks=[Sizes()], progress=False)
+    assert small_batch_learner.data.bs > 1
+    small_batch_learner.fit(1, 1e-3, callbacks=[Sizes()], progress=False)
     k = 1
     assert sizes[0] == (True, k, k)
     assert sizes[1][0] is False and sizes[1][1] > k
