@@ -33,6 +33,8 @@ from .mirror import copy_to_mirror
 from .serve.cli import add_serve_command
 from .train import add_predict_command, add_train_command
 
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
+
 RESUMES = {"download", "mirror"}  # the commands that, run again, go on where they stopped
 
 

@@ -19,7 +19,7 @@ import torch
 
 from .callbacks import CALLBACK_ORDER, Callback
 
-__all__ = ["MixedPrecision", "PrecisionChoice", "choose_precision", "cpu_capability", "cpu_has_native_bf16"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 # ATen's kernel levels below AVX-512: no CPU at these levels has bf16 instructions, and torch reports them
 # when the CPU lacks AVX-512 or when the user capped it (ATEN_CPU_CAPABILITY=avx2).

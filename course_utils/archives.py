@@ -18,7 +18,7 @@ from typing import Callable
 
 from .errors import DatasetError, UnsafeArchiveError
 
-__all__ = ["extract_archive", "SizeBudget", "ARCHIVE_SUFFIXES", "MAX_RATIO", "RATIO_FLOOR", "MAX_SIZE"]
+__all__ = ["extract_archive"]
 
 SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".7z")  # a file so named must be an archive

@@ -47,6 +47,8 @@ from .callbacks import CALLBACK_ORDER, Callback, CancelFit
 from .config import seed_everything
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
 
+__all__: list[str] = []  # a command (python -m course_utils.bench): nothing here is imported by name
+
 PLANET_TINY = Path(__file__).resolve().parents[1] / "data" / "planet_tiny"
 N_SEG_CLASSES = 8
 CPU = torch.device("cpu")

@@ -20,9 +20,7 @@ import numpy as np
 
 from .progress import progress_output
 
-__all__ = ["Callback", "CancelFit", "Recorder", "OneCycleScheduler", "LRFinder", "ProgressTable",
-           "annealing_cos", "suggest_lr", "stop_improving", "SUGGESTION_RULE", "unfreeze_slice",
-           "loss_axis_limits", "CALLBACK_ORDER"]
+__all__ = ["unfreeze_slice"]
 
 
 # When each callback runs within an event: lowest first. One table, so the order between callbacks of different

@@ -11,10 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["data_dir", "models_dir", "cache_dir", "course_mode", "course_mirror", "smoke_batches", "announce_smoke",
-           "dist_timeout", "course_solutions", "image_cache_budget", "available_memory", "default_device",
-           "default_num_workers", "seed_everything", "CoursePath",
-           "gpu_mem_get_free_no_cache"]
+__all__ = ["course_mirror", "seed_everything", "CoursePath", "gpu_mem_get_free_no_cache"]
 
 # Batches per epoch and per validation or prediction pass under COURSE_SMOKE=1. One, not a couple: on a
 # 2-core CPU one training step of the CamVid U-Net at the lesson's 4x360x480 takes about a minute (measured,

@@ -30,7 +30,7 @@ from .databunch import (
     DeviceDataLoader,
     LabelList,
     Normalize,
-    PreparedItems,
+    PreparedItems,  # noqa: F401  (kept importable)
     decide_auto_cache,
     load_data,
 )
@@ -40,9 +40,8 @@ from .problems import problem_kind, problem_list
 from .tables import column_name
 
 __all__ = ["DatasetType", "tensor", "TransformConfig", "ItemList", "ItemLists", "LabelList", "LabelLists", "DataBunch",
-           "CategoryList", "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize", "load_data",
-           "problem_list", "problem_kind", "TargetList", "DeviceDataLoader", "PreparedItems", "decide_auto_cache",
-           "RENAMED"]
+           "CategoryList", "MultiCategoryList", "FloatList", "EmptyLabelList", "Normalize", "load_data", "problem_list",
+           "problem_kind", "TargetList", "DeviceDataLoader", "decide_auto_cache", "RENAMED"]
 
 
 def tensor(x, *rest, **kwargs) -> torch.Tensor:

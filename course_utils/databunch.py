@@ -22,8 +22,7 @@ from .items import ItemList, TransformConfig
 from .labels import CategoryList, EmptyLabelList, MultiCategoryList, TargetList
 from .persist import atomic_save, safe_load
 
-__all__ = ["DatasetType", "LabelList", "PreparedItems", "Normalize", "DeviceDataLoader", "DataBunch", "load_data",
-           "decide_auto_cache"]
+__all__ = ["DatasetType", "LabelList", "DataBunch", "load_data"]
 
 class DatasetType(str, enum.Enum):
     """The lesson's names for the three sets (`learn.get_preds(ds_type=DatasetType.Test)`). Each one is equal to

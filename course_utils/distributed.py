@@ -41,8 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from .callbacks import CALLBACK_ORDER, Callback, ProgressTable
 from .config import dist_timeout
 
-__all__ = ["DistributedTraining", "ShardSampler", "launched_by_torchrun", "init_process_group",
-           "rank_prefix", "DEFAULT_TIMEOUT"]
+__all__ = ["rank_prefix"]
 
 DEFAULT_TIMEOUT = 600.0  # seconds; torch's own default for NCCL. Override with $COURSE_DIST_TIMEOUT.
 

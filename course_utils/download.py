@@ -28,14 +28,12 @@ from . import kaggle
 from . import mirror as mirrors
 from .archives import ARCHIVE_SUFFIXES, SizeBudget, _archive_kind, extract_archive
 from .config import CoursePath, course_mirror, course_mode, data_dir, models_dir
-from .errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError
+from .errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError  # noqa: F401  (kept importable)
 from .fetch import download_url, file_sha256
 from .persist import atomic_write
 
-__all__ = ["URLs", "untar_data", "Config", "DATASETS", "Dataset", "Source", "get_dataset", "download_dataset",
-           "dataset_status", "dataset_root",
-           "bundled_data_dir", "download_url", "extract_archive", "file_sha256", "DatasetError", "DownloadError",
-           "ChecksumError", "UnsafeArchiveError", "downloaded_files", "file_origin"]
+__all__ = ["URLs", "untar_data", "Config", "DATASETS", "Dataset", "get_dataset", "download_dataset", "dataset_status",
+           "dataset_root", "extract_archive", "DatasetError", "downloaded_files", "file_origin"]
 
 MARKER = ".complete"
 RECORDS = "checksums.json"

@@ -1,7 +1,7 @@
 """The errors of getting the data (download.py, fetch.py, archives.py, mirror.py): each message says what to do."""
 from __future__ import annotations
 
-__all__ = ["DatasetError", "DownloadError", "ChecksumError", "UnsafeArchiveError"]
+__all__ = ["DatasetError"]
 
 
 class DatasetError(RuntimeError):

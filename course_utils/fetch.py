@@ -23,7 +23,7 @@ from .archives import ARCHIVE_SUFFIXES
 from .errors import ChecksumError, DownloadError
 from .persist import atomic_write, commit_file
 
-__all__ = ["download_url", "file_sha256", "CHUNK", "RETRY_STATUS", "TIMEOUT", "MIN_RATE", "SLOW_WINDOW"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 CHUNK = 1 << 20
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}  # worth another try; any other HTTP error is final

@@ -34,8 +34,7 @@ from .kinds import LOWER_IS_BETTER, kind_of
 from .learner import Learner, load_learner
 from .train import FLOAT32_MAX, learning_rate, number_arg, positive_int, writable_folder
 
-__all__ = ["FrozenBatchNorm", "FinetuneResult", "read_corrections", "original_lists", "finetune_data", "score",
-           "finetune", "add_finetune_command", "DEFAULT_TOLERANCE", "RECIPE"]
+__all__ = ["score", "finetune", "add_finetune_command", "RECIPE"]
 
 DEFAULT_TOLERANCE = 0.02  # the most the original validation score may drop (absolute) before finetune refuses
 

@@ -14,7 +14,7 @@ from .serve.feedback import read_feedback
 from .tables import read_csv
 from .vision.image import open_lazy
 
-__all__ = ["read_corrections", "original_lists", "finetune_data", "named_items", "same_inputs"]
+__all__ = ["finetune_data"]
 
 
 LISTED = 3  # notes about many rows name this many lines, then give a count

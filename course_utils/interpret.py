@@ -17,8 +17,7 @@ from .learner import Learner
 from .metrics import fbeta
 from .vision.image import image_grid, show_image
 
-__all__ = ["Interpretation", "ThresholdResult", "tune_thresholds", "choose_thresholds", "held_out_gains",
-           "best_threshold", "write_submission"]
+__all__ = ["Interpretation", "tune_thresholds", "write_submission"]
 
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .data_block import ItemLists
     from .labels import TargetList
 
-__all__ = ["TransformConfig", "ItemList", "RENAMED"]
+__all__ = ["ItemList"]
 
 # Names from the lesson video that were renamed; looking one up says what to call instead.
 RENAMED = {

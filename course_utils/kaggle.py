@@ -16,7 +16,7 @@ from typing import Sequence
 
 from .persist import commit_file
 
-__all__ = ["KaggleError", "download_competition_file"]
+__all__ = ["KaggleError"]
 
 SETTINGS_URL = "https://www.kaggle.com/settings"
 STAGING = ".kaggle"  # the client writes (and resumes) here; finished files move out, so none looks complete early

@@ -23,8 +23,7 @@ from PIL import Image
 
 from .metrics import fbeta
 
-__all__ = ["BadInput", "TaskKind", "MultiLabel", "SingleLabel", "Segmentation", "Points", "Text", "KINDS",
-           "kind_named", "kind_of", "F2_THRESH", "LOWER_IS_BETTER"]
+__all__ = ["Text", "kind_of"]
 
 F2_THRESH = 0.2  # the lesson's threshold for Planet's F2 (`fbeta`)
 POINT_ERROR = "mean point error (px)"

@@ -18,7 +18,7 @@ import torch.nn as nn
 from .items import ItemList
 from .metrics import accuracy, accuracy_thresh, fbeta
 
-__all__ = ["TargetList", "CategoryList", "MultiCategoryList", "FloatList", "EmptyLabelList"]
+__all__ = ["CategoryList", "MultiCategoryList", "FloatList"]
 
 
 class TargetList(ItemList):

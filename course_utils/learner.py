@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .amp import MixedPrecision, PrecisionChoice, choose_precision
-from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder, unfreeze_slice
+from .callbacks import CancelFit, LRFinder, OneCycleScheduler, ProgressTable, Recorder, unfreeze_slice  # noqa: F401
 from .config import SMOKE_TRAIN_ITEMS, announce_smoke, smoke_batches
 from .data_block import DataBunch
 from .distributed import DistributedTraining, launched_by_torchrun
@@ -36,7 +36,7 @@ from .persist import (
     seal_export,
 )
 
-__all__ = ["Learner", "load_learner", "lr_find", "lr_range", "safe_load", "unfreeze_slice"]
+__all__ = ["Learner", "load_learner", "lr_find"]
 
 DEFAULT_LR = slice(3e-3)
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)

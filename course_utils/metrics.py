@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["accuracy", "error_rate", "accuracy_thresh", "fbeta", "masked_accuracy", "dice", "mse", "rmse",
-           "MSELossFlat", "Metric", "ValidSums"]
+           "MSELossFlat"]
 
 
 def accuracy(input: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import DatasetError
 from .persist import atomic_write
 
-__all__ = ["mirror_url", "is_local", "on_mirror", "probe", "copy_to_mirror"]
+__all__ = ["copy_to_mirror"]
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for a mirror's answer when only asking whether it has a file
 DOWN_FOR = 60.0  # seconds a mirror that did not answer a probe is taken as down (one wait, not one per file)

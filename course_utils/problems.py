@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["problem_kind", "problem_list"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 # Kinds of problem found before training, each recognised by words its messages use, in the order listed.
 _PROBLEM_KINDS = (("files that do not exist", ("does not exist", "do not exist", "no such file")),

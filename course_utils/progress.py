@@ -10,7 +10,7 @@ import time
 
 from tqdm import tqdm
 
-__all__ = ["TerminalProgress", "NotebookProgress", "progress_output", "in_notebook"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 
 def in_notebook() -> bool:

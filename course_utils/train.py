@@ -26,7 +26,7 @@ from .tables import read_csv, same_names_on_disk
 from .vision import ImageList, SegmentationItemList, cnn_learner, get_transforms, imagenet_stats, unet_learner
 from .vision.image import image_extensions
 
-__all__ = ["own_data", "own_learner", "train_recipe", "add_train_command", "add_predict_command"]
+__all__ = ["own_learner", "add_train_command", "add_predict_command"]
 
 
 def own_data(images: str | Path, csv: str | Path | None = None, masks: str | Path | None = None,

@@ -18,7 +18,7 @@ One module per lesson notebook (`planet`, `camvid`, `head_pose`, `imdb`, `data_b
 what they share. Every name is imported from here: `from course_utils import exercises`.
 """
 from .camvid import check_acc_camvid, check_camvid_split, check_group_rates
-from .core import SolutionRejected, solution_code, solutions_dir, valid_outputs
+from .core import SolutionRejected, solution_code, solutions_dir, valid_outputs  # noqa: F401  (kept importable)
 from .data_block_tour import check_dataset, check_folder_databunch, check_relu_sum, make_shapes_folder
 from .head_pose import check_biwi_center, check_holdout, check_to_unit
 from .imdb import EXERCISE_REVIEW, check_numericalize, check_tokens
@@ -26,14 +26,13 @@ from .planet import (
     check_acc_02,
     check_f2_by_hand,
     check_lr_slice,
-    lr_curve,
-    pick_f2_image,
+    lr_curve,  # noqa: F401  (kept importable)
+    pick_f2_image,  # noqa: F401  (kept importable)
     show_f2_image,
     show_lr_curve,
 )
 
-__all__ = ["SolutionRejected", "solutions_dir", "solution_code", "valid_outputs", "pick_f2_image", "show_f2_image",
-           "lr_curve", "show_lr_curve", "make_shapes_folder", "check_acc_02", "check_f2_by_hand", "check_lr_slice",
-           "check_acc_camvid", "check_camvid_split", "check_group_rates", "check_biwi_center", "check_to_unit",
-           "check_holdout", "check_tokens", "check_numericalize", "check_folder_databunch", "check_dataset",
-           "check_relu_sum", "EXERCISE_REVIEW"]
+__all__ = ["valid_outputs", "show_f2_image", "show_lr_curve", "make_shapes_folder", "check_acc_02", "check_f2_by_hand",
+           "check_lr_slice", "check_acc_camvid", "check_camvid_split", "check_group_rates", "check_biwi_center",
+           "check_to_unit", "check_holdout", "check_tokens", "check_numericalize", "check_folder_databunch",
+           "check_dataset", "check_relu_sum", "EXERCISE_REVIEW"]

@@ -12,6 +12,8 @@ import torch
 from ..metrics import masked_accuracy
 from .core import _answer, _blank, _close, _function, _number, _Report, _result
 
+__all__ = ["check_acc_camvid", "check_camvid_split", "check_group_rates"]
+
 
 def check_acc_camvid(ns: dict, output: torch.Tensor, target: torch.Tensor, void_code: int) -> None:
     """CamVid, exercise 1: the masked pixel accuracy by hand. `my_acc_camvid(input, target)` must equal

@@ -14,6 +14,8 @@ import torch
 
 from ..config import course_solutions, smoke_batches
 
+__all__ = ["valid_outputs"]
+
 _MISSING = object()
 
 

@@ -13,6 +13,8 @@ import torch
 
 from .core import _answer, _blank, _call, _function, _Report, _result
 
+__all__ = ["make_shapes_folder", "check_folder_databunch", "check_dataset", "check_relu_sum"]
+
 _SHAPES = ("circle", "square", "triangle")
 
 

@@ -10,6 +10,8 @@ import torch
 
 from .core import _answer, _blank, _function, _Report, _result
 
+__all__ = ["check_biwi_center", "check_to_unit", "check_holdout"]
+
 
 def check_biwi_center(ns: dict, path: Path, cal_path: Path) -> None:
     """Head pose, exercise 1: from a `pose.txt` centre and `rgb.cal` to the pixel. `my_center(pose_path, cal_path)`

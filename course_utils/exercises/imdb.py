@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from .core import _answer, _blank, _call, _function, _Report
 
+__all__ = ["EXERCISE_REVIEW", "check_tokens", "check_numericalize"]
+
 EXERCISE_REVIEW = "I LOVED this movie!!!! Really."
 
 

@@ -9,6 +9,8 @@ import torch
 from ..metrics import accuracy_thresh, fbeta
 from .core import _answer, _blank, _close, _function, _number, _Report, _result
 
+__all__ = ["show_f2_image", "show_lr_curve", "check_acc_02", "check_f2_by_hand", "check_lr_slice"]
+
 
 def _f2_variants(p: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
     f = lambda **kw: float(fbeta(p[None], t[None], sigmoid=False, **kw))  # noqa: E731

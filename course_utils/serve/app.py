@@ -40,7 +40,7 @@ from starlette.staticfiles import StaticFiles
 from .feedback import FeedbackStore, storage_reason
 from .predictor import BadInput, ModelOutputError, Predictor
 
-__all__ = ["create_app", "default_feedback_dir", "LOCAL_HOSTS", "STATIC"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 STATIC = Path(__file__).parent / "static"
 MAX_FIELDS = 64  # labels of a multi-label correction, row/col, text: far fewer than this

@@ -28,7 +28,7 @@ from concurrent.futures import Future
 
 import torch
 
-__all__ = ["Batcher"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 _STOP = object()
 

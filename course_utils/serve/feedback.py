@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..persist import atomic_write
 
-__all__ = ["FIELDS", "FeedbackStore", "FeedbackFolderError", "read_feedback", "quote_cell", "unquote_cell"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 FIELDS = ["time", "file", "predicted", "corrected", "export"]
 REQUIRED = FIELDS[:4]  # rows written before the export column have it empty

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from ..kinds import KINDS, BadInput, kind_named, kind_of
+from ..kinds import KINDS, BadInput, kind_named, kind_of  # noqa: F401  (kept importable)
 from ..learner import Learner, load_learner
 from ..vision.image import to_rgb
 from ..vision.transforms import sample_plan
 from .batcher import Batcher
 
-__all__ = ["KINDS", "BadInput", "ModelOutputError", "Predictor", "model_kind"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 # What Pillow reports -> the extension a stored copy gets (the upload's own name is never used).
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}

@@ -28,8 +28,7 @@ from ..data_block import DataBunch, DeviceDataLoader, ItemList, ItemLists, Label
 from ..tables import column_name, read_csv
 from .tokenize import Tokenizer, Vocab
 
-__all__ = ["Text", "TextList", "TextItemLists", "TextLabelLists", "LMLabelList", "CrossEntropyFlat", "TextDataBunch",
-           "TextLMDataBunch", "TextClasDataBunch", "LMStreamLoader", "SortishLoader", "pad_collate"]
+__all__ = ["Text", "TextList", "TextDataBunch", "TextLMDataBunch", "TextClasDataBunch"]
 
 PAD_IDX = 1
 

@@ -18,8 +18,7 @@ from .data import TextClasDataBunch, TextLMDataBunch
 from .models import AWD_LSTM, clas_layer_groups, language_model, lm_layer_groups, load_wt103, text_classifier_model
 from .tokenize import BOS, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK
 
-__all__ = ["RNNRegularizer", "RNNLearner", "LanguageLearner", "language_model_learner", "text_classifier_learner",
-           "decode_spec_tokens"]
+__all__ = ["RNNLearner", "LanguageLearner", "language_model_learner", "text_classifier_learner"]
 
 
 class RNNRegularizer(Callback):

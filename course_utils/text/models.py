@@ -18,11 +18,7 @@ from torch.func import functional_call
 from ..download import DATASETS, download_dataset
 from ..persist import ModelSpec, load_weights, safe_load
 
-__all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config", "RNNDropout", "WeightDropLSTM",
-           "LinearDecoder", "SequentialRNN", "MultiBatchEncoder", "PoolingLinearClassifier", "get_language_model",
-           "get_text_classifier", "language_model", "text_classifier_model", "lm_layer_groups", "clas_layer_groups",
-           "WT103_FWD_URL",
-           "wt103_files", "load_wt103", "convert_weights"]
+__all__ = ["AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config"]
 
 # The lesson's sizes and dropouts (those of the library in the lesson video); `drop_mult` scales every *_p.
 awd_lstm_lm_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, output_p=0.1, hidden_p=0.15,

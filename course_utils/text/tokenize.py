@@ -22,9 +22,7 @@ import numpy as np
 from ..config import cache_dir
 from ..persist import atomic_write
 
-__all__ = ["UNK", "PAD", "BOS", "EOS", "FLD", "TK_MAJ", "TK_UP", "TK_REP", "TK_WREP", "SPECIAL_TOKENS",
-           "fix_html", "replace_rep", "replace_wrep", "spec_add_spaces", "rm_useless_spaces",
-           "replace_all_caps", "deal_caps", "Tokenizer", "Vocab", "token_cache_dir"]
+__all__ = ["SPECIAL_TOKENS", "Tokenizer", "Vocab"]
 
 UNK, PAD, BOS, EOS, FLD = "xxunk", "xxpad", "xxbos", "xxeos", "xxfld"
 TK_MAJ, TK_UP, TK_REP, TK_WREP = "xxmaj", "xxup", "xxrep", "xxwrep"

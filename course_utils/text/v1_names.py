@@ -5,7 +5,7 @@ an error that says what to type instead, so a student typing along with the vide
 NameError. `from course_utils.all import *` brings them along (they are in `course_utils.text.__all__`)."""
 from __future__ import annotations
 
-__all__ = ["VideoOnlyName", "TextFileList", "TextFilesList", "TextSplitData"]
+__all__ = ["TextFileList", "TextFilesList", "TextSplitData"]
 
 
 class VideoOnlyName:

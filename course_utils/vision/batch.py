@@ -23,8 +23,7 @@ from torch.utils.data import get_worker_info
 
 from .transforms import TransformPlan, lighting_curve, pixel_centres
 
-__all__ = ["plan_params", "batch_grid", "resample_batch", "lighting_lut", "to_float_lit",
-           "augment_batch"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 LUT_CHUNK = 8  # images per table lookup on a CPU (see `to_float_lit`)
 CPU_CHUNK = 16  # images per lookup and resample when a CPU augments a batch (see `augment_batch`)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["read_calibration", "read_pose", "project_center", "biwi_center", "pose_file"]
+__all__ = ["read_calibration", "read_pose", "biwi_center", "pose_file"]
 
 
 def _number_rows(path: Path, what: str) -> list[list[float]]:

@@ -32,8 +32,7 @@ from .data import ImageList
 from .image import image_grid, show_image
 from .transforms import TransformPlan
 
-__all__ = ["get_annotations", "ObjectItemList", "ObjectCategoryList", "bb_pad_collate", "move_boxes",
-           "unit_to_pixels", "show_boxes", "BACKGROUND"]
+__all__ = ["get_annotations", "ObjectItemList", "bb_pad_collate", "show_boxes"]
 
 BACKGROUND = "background"  # class id 0: what `bb_pad_collate` pads with
 

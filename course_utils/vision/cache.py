@@ -37,7 +37,7 @@ from ..persist import atomic_write
 from .image import image_size
 from .transforms import sample_plan
 
-__all__ = ["ImageCache", "MEMORY_LIMIT", "resized_shapes", "decide_auto_cache"]
+__all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 MEMORY_LIMIT = 512 * 2**20  # bytes of pixels kept in RAM; a bigger cache is a file in the data folder
 _FORMAT = 1  # bump when the file layout changes, so old cache files are never misread

@@ -14,8 +14,7 @@ from PIL import Image as PILImage
 
 Image = PILImage  # this module's code means Pillow's `Image` module; the lesson's image class is `VisionImage`
 
-__all__ = ["VisionImage", "open_image", "plot_multi", "open_lazy", "image_size", "load_rgb", "to_rgb",
-           "image_to_tensor", "show_image", "image_grid", "image_extensions"]
+__all__ = ["VisionImage", "open_image", "plot_multi", "show_image"]
 
 image_extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

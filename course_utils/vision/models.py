@@ -15,7 +15,7 @@ from ..data_block import DataBunch
 from ..learner import Learner
 from ..persist import ModelSpec
 
-__all__ = ["cnn_learner", "create_cnn", "create_body", "create_head", "cnn_model", "AdaptiveConcatPool2d", "models"]
+__all__ = ["cnn_learner", "create_cnn"]
 
 
 class AdaptiveConcatPool2d(nn.Module):

@@ -14,8 +14,7 @@ from .data import ImageList
 from .image import image_grid, image_to_tensor, show_image
 from .transforms import ImageTransforms, TransformPlan, points_to_unit, sample_plan, unit_to_points
 
-__all__ = ["FlowField", "ImagePoints", "PointsItemList", "PointsLabelList", "show_points", "points_to_unit",
-           "unit_to_points"]
+__all__ = ["FlowField", "ImagePoints", "PointsItemList", "show_points"]
 
 
 def _inside(unit: torch.Tensor) -> bool:

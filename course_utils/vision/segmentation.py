@@ -19,8 +19,7 @@ from .data import ImageList
 from .image import image_grid, open_lazy, show_image
 from .transforms import TransformPlan
 
-__all__ = ["ImageSegment", "SegmentationItemList", "SegmentationLabelList", "PixelCrossEntropy", "open_mask",
-           "show_mask", "MASK_COLOURS", "read_codes"]
+__all__ = ["ImageSegment", "SegmentationItemList", "open_mask", "show_mask"]
 
 
 # One fixed colour per class id, so a class looks the same in every plot (ids past 40 wrap around).

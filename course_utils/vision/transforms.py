@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["get_transforms", "ImageTransforms", "TransformPlan", "ResizeMethod", "sample_plan", "dihedral_matrix",
-           "pixel_centres", "points_to_unit", "unit_to_points"]
+__all__ = ["get_transforms", "ResizeMethod", "points_to_unit"]
 
 
 class ResizeMethod:

@@ -20,7 +20,7 @@ from ..learner import Learner
 from ..persist import ModelSpec
 from .models import arch_name, create_body, load_arch, split_body
 
-__all__ = ["unet_learner", "unet_model", "DynamicUnet", "PixelShuffleICNR", "UnetBlock", "icnr_"]
+__all__ = ["unet_learner"]
 
 _PROBE_SIZE = (128, 128)  # the dummy input that reveals the encoder's shape; big enough for 5 halvings
 
