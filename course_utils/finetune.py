@@ -34,7 +34,7 @@ from .kinds import LOWER_IS_BETTER, kind_of
 from .learner import Learner, load_learner
 from .train import FLOAT32_MAX, learning_rate, number_arg, positive_int, writable_folder
 
-__all__ = ["score", "finetune", "add_finetune_command", "RECIPE"]
+__all__ = ["finetune", "add_finetune_command"]
 
 DEFAULT_TOLERANCE = 0.02  # the most the original validation score may drop (absolute) before finetune refuses
 
