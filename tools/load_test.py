@@ -139,8 +139,10 @@ def load(url: str, image: bytes, n: int, concurrency: int) -> tuple[list[float],
 
 def print_table(rows: list[dict]) -> None:
     """One line per setup and concurrency level."""
-    cpu = os.environ.get("ATEN_CPU_CAPABILITY") or "default ISA"
-    print(f"POST /predict, {os.cpu_count()} CPUs ({cpu}); client and server on this machine")
+    import torch
+
+    print(f"POST /predict, {os.cpu_count()} CPUs (torch kernels {torch.backends.cpu.get_cpu_capability()}); client "
+          "and server on this machine")
     head = f"{'setup':<24}{'conc.':>6}{'reqs':>6}{'errors':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}{'req/s':>8}" \
            f"{'RSS MB':>8}"
     print(head)
