@@ -20,6 +20,25 @@ def named_images(root, names):
     return root
 
 
+CPU = torch.device("cpu")
+
+
+def shaded_images(root, n: int = 6, folder: str = "img"):
+    """`n` 8x8 PNGs `root/folder/<i>.png`, each a different shade of red; returns `root`."""
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / folder / f"{i}.png")
+    return root
+
+
+def labelled_images(root, labels, **kw):
+    """An ImageList of one shaded image per label, read from a table with the columns `name` and `label`."""
+    import pandas as pd
+
+    df = pd.DataFrame({"name": [str(i) for i in range(len(labels))], "label": labels})
+    return ImageList.from_df(df, shaded_images(root, len(labels)), folder="img", suffix=".png", **kw)
+
+
 def csv_file(root, lines, name="labels.csv"):
     """`root/name` holding `lines` (UTF-8); returns its path."""
     (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")

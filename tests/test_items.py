@@ -5,9 +5,7 @@ import warnings
 
 import pandas as pd
 import pytest
-import torch
-from helpers import tiny_model
-from PIL import Image
+from helpers import CPU, labelled_images, shaded_images, tiny_model
 
 from course_utils.data_block import ItemList
 from course_utils.learner import Learner
@@ -21,23 +19,9 @@ def test_a_csv_with_a_missing_item_names_its_row(tmp_path):
 
 
 # --- an empty validation or training set --------------------------------------------------------------------
-CPU = torch.device("cpu")
-
-
-def _images(tmp_path, n: int = 6, folder: str = "img"):
-    (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / folder / f"{i}.png")
-    return tmp_path
-
-
-def _from(tmp_path, labels, **kw):
-    df = pd.DataFrame({"name": [str(i) for i in range(len(labels))], "label": labels})
-    return ImageList.from_df(df, _images(tmp_path, len(labels)), folder="img", suffix=".png", **kw)
-
 
 def test_a_split_that_leaves_validation_empty_warns_and_training_shows_na(tmp_path, capsys):
-    il = _from(tmp_path, ["a", "b"] * 4)
+    il = labelled_images(tmp_path, ["a", "b"] * 4)
     with pytest.warns(UserWarning, match="validation set is empty.*#na#"):
         lists = il.split_by_rand_pct(0.1, seed=0)  # 10% of 8 items rounds down to none
     data = lists.label_from_df("label").transform(size=8).databunch(bs=2, num_workers=0, device=CPU)
@@ -49,11 +33,11 @@ def test_a_split_that_leaves_validation_empty_warns_and_training_shows_na(tmp_pa
 
 def test_split_by_files_matching_nothing_warns(tmp_path):
     with pytest.warns(UserWarning, match="validation set is empty"):
-        _from(tmp_path, ["a", "b"]).split_by_files(["nothing.png"])
+        labelled_images(tmp_path, ["a", "b"]).split_by_files(["nothing.png"])
 
 
 def test_split_by_folder_without_the_valid_folder_warns(tmp_path):
-    _images(tmp_path, 3, "train/a")
+    shaded_images(tmp_path, 3, "train/a")
     with pytest.warns(UserWarning, match="no items in a top-level folder named 'valid'"):
         ImageList.from_folder(tmp_path).split_by_folder()
 
@@ -61,7 +45,7 @@ def test_split_by_folder_without_the_valid_folder_warns(tmp_path):
 def test_split_none_is_deliberate_and_does_not_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _from(tmp_path, ["a", "b"]).split_none()
+        labelled_images(tmp_path, ["a", "b"]).split_none()
 
 
 def test_a_split_that_leaves_training_empty_is_an_error():

@@ -5,43 +5,17 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
-from helpers import csv_file, named_images
+from helpers import csv_file, labelled_images, named_images, shaded_images
 from PIL import Image
 
 from course_utils.data_block import CategoryList, FloatList
 from course_utils.tables import read_csv
 from course_utils.vision import ImageList
 
-CPU = torch.device("cpu")
-
-
-def _images(tmp_path, n: int = 6, folder: str = "img"):
-    (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / folder / f"{i}.png")
-    return tmp_path
-
-
-def _from(tmp_path, labels, **kw):
-    df = pd.DataFrame({"name": [str(i) for i in range(len(labels))], "label": labels})
-    return ImageList.from_df(df, _images(tmp_path, len(labels)), folder="img", suffix=".png", **kw)
-
-
-# --- empty validation set -----------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
 
 # --- CSV labels ---------------------------------------------------------------------------------------------
 def test_tags_with_stray_spaces_and_empty_tag_lists_parse(tmp_path):
-    il = _from(tmp_path, ["a; b", " a ;b ", "", "b;;", "a", "b"])
+    il = labelled_images(tmp_path, ["a; b", " a ;b ", "", "b;;", "a", "b"])
     with pytest.warns(UserWarning, match=r"1 row\(s\) of the table have no tags in column 'label'"):
         ll = il.split_by_idx([5]).label_from_df("label", label_delim=";")  # the empty row: trained as no tag
     y = ll.train.y
@@ -50,44 +24,43 @@ def test_tags_with_stray_spaces_and_empty_tag_lists_parse(tmp_path):
 
 
 def test_space_delimited_tags_with_double_spaces_parse(tmp_path):
-    ll = _from(tmp_path, ["clear  primary", " haze", "clear"]).split_none().label_from_df("label", label_delim=" ")
+    il = labelled_images(tmp_path, ["clear  primary", " haze", "clear"])
+    ll = il.split_none().label_from_df("label", label_delim=" ")
     assert ll.train.y.classes == ["clear", "haze", "primary"]
 
 
 def test_single_labels_are_stripped_of_stray_spaces(tmp_path):
-    ll = _from(tmp_path, ["cat", "cat ", " dog", "dog"]).split_none().label_from_df("label")
+    ll = labelled_images(tmp_path, ["cat", "cat ", " dog", "dog"]).split_none().label_from_df("label")
     assert ll.train.y.classes == ["cat", "dog"]
 
 
 def test_a_missing_single_label_is_an_error_naming_the_row(tmp_path):
-    il = _from(tmp_path, ["cat", None, "dog", "dog"])
+    il = labelled_images(tmp_path, ["cat", None, "dog", "dog"])
     with pytest.raises(ValueError, match=r"1 row\(s\) have no label in column 'label', e.g. the row of img/1.png"):
         il.split_none().label_from_df("label")
 
 
 def test_a_missing_column_lists_the_real_columns(tmp_path):
     with pytest.raises(KeyError, match=r"No column 'tags'.*\['name', 'label'\]"):
-        _from(tmp_path, ["a", "b"]).split_none().label_from_df("tags")
+        labelled_images(tmp_path, ["a", "b"]).split_none().label_from_df("tags")
 
 
 def test_a_row_naming_a_missing_image_fails_when_listing(tmp_path):
     df = pd.DataFrame({"name": ["0", "nope"], "label": ["a", "b"]})
     with pytest.raises(FileNotFoundError, match="1 of 2 images .* do not exist, e.g. .*nope.png"):
-        ImageList.from_df(df, _images(tmp_path, 1), folder="img", suffix=".png")
+        ImageList.from_df(df, shaded_images(tmp_path, 1), folder="img", suffix=".png")
 
 
 def test_a_label_outside_the_given_classes_names_its_item(tmp_path):
     with pytest.raises(ValueError, match="Label 'bird' of training item img/2.png is not in the classes"):
-        _from(tmp_path, ["cat", "dog", "bird"]).split_none().label_from_df("label", classes=["cat", "dog"])
+        labelled_images(tmp_path, ["cat", "dog", "bird"]).split_none().label_from_df("label", classes=["cat", "dog"])
 
 
 def test_validation_labels_the_training_set_lacks_are_removed_with_a_warning(tmp_path):
-    il = _from(tmp_path, ["cat", "dog", "cat", "dog", "bird"])
+    il = labelled_images(tmp_path, ["cat", "dog", "cat", "dog", "bird"])
     with pytest.warns(UserWarning, match="1 validation items have labels the training set lacks \\(bird\\)"):
         ll = il.split_by_idx([3, 4]).label_from_df("label")
     assert len(ll.valid) == 1
-
-
 
 
 # --- an empty tag cell in a multi-label CSV -----------------------------------------------------------------
