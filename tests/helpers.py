@@ -39,6 +39,17 @@ def labelled_images(root, labels, **kw):
     return ImageList.from_df(df, shaded_images(root, len(labels)), folder="img", suffix=".png", **kw)
 
 
+def sideways_photo(path):
+    """A phone photo held upright (red top half, 32 wide x 64 tall), stored sideways with orientation 6."""
+    upright = np.zeros((64, 32, 3), np.uint8)
+    upright[:32, :, 0] = 255
+    stored = np.rot90(upright, k=1)  # what the camera wrote; tag 6 says: rotate 90 degrees clockwise to show
+    img = Image.fromarray(np.ascontiguousarray(stored))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(path, exif=exif, quality=95)
+
+
 def csv_file(root, lines, name="labels.csv"):
     """`root/name` holding `lines` (UTF-8); returns its path."""
     (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import sideways_photo
 from PIL import Image
 
 from course_utils.vision import (
@@ -126,14 +127,6 @@ def test_mixed_modes_in_one_dataset_form_a_batch(tmp_path):
 # --- mixed sizes --------------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
 # --- float images with NaN or infinite pixels ---------------------------------------------------------------
 def _float_tiff(path, values):
     Image.fromarray(np.asarray(values, dtype=np.float32), mode="F").save(path)
@@ -157,20 +150,11 @@ def test_a_finite_float_image_still_opens(tmp_path):
 
 
 # --- EXIF orientation ---------------------------------------------------------------------------------------
-def _sideways_photo(path):
-    """A phone photo held upright (red top half, 32 wide x 64 tall), stored sideways with orientation 6."""
-    upright = np.zeros((64, 32, 3), np.uint8)
-    upright[:32, :, 0] = 255
-    stored = np.rot90(upright, k=1)  # what the camera wrote; tag 6 says: rotate 90 degrees clockwise to show
-    img = Image.fromarray(np.ascontiguousarray(stored))
-    exif = img.getexif()
-    exif[0x0112] = 6
-    img.save(path, exif=exif, quality=95)
 
 
 def test_exif_orientation_is_applied_when_opening(tmp_path):
     from course_utils.vision.image import image_size
-    _sideways_photo(tmp_path / "phone.jpg")
+    sideways_photo(tmp_path / "phone.jpg")
     assert image_size(tmp_path / "phone.jpg") == (32, 64), "the size checks see the upright size"
     with open_image(tmp_path / "phone.jpg") as img:
         a = np.asarray(img.convert("RGB"))

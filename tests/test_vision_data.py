@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import sideways_photo
 from PIL import Image
 
 from course_utils.vision import (
@@ -152,22 +153,11 @@ def test_a_decompression_bomb_is_named_and_check_goes_on(tmp_path, monkeypatch):
 
 
 # --- EXIF orientation ---------------------------------------------------------------------------------------
-def _sideways_photo(path):
-    """A phone photo held upright (red top half, 32 wide x 64 tall), stored sideways with orientation 6."""
-    upright = np.zeros((64, 32, 3), np.uint8)
-    upright[:32, :, 0] = 255
-    stored = np.rot90(upright, k=1)  # what the camera wrote; tag 6 says: rotate 90 degrees clockwise to show
-    img = Image.fromarray(np.ascontiguousarray(stored))
-    exif = img.getexif()
-    exif[0x0112] = 6
-    img.save(path, exif=exif, quality=95)
-
-
 
 
 def test_exif_orientation_is_applied_in_training_and_predict(tmp_path):
     for i in range(6):
-        _sideways_photo(tmp_path / f"phone_{i}.jpg")
+        sideways_photo(tmp_path / f"phone_{i}.jpg")
     src = ImageList.from_folder(tmp_path).split_by_idx([0]).label_from_func(lambda p: "phone")
     data = src.transform(None).databunch(bs=2, num_workers=0, device=CPU)  # no size: the images' own
     x, _ = data.one_batch()
