@@ -4,6 +4,7 @@ exercise cells of several lessons use.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import course_solutions, smoke_batches
+from ..config import course_solutions
 
 __all__ = ["valid_outputs"]
 
@@ -126,17 +127,7 @@ def _result(report: _Report, fn, args: tuple, shown_args: str, advice: str = "")
 # --------------------------------------------------------------------------- helpers for the exercise cells
 def valid_outputs(learn, data=None, max_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's raw outputs (before sigmoid/softmax) and the targets on the validation set of `data` (default:
-    the learner's own), in order, on the CPU, in float32: what a metric receives during validation. Under
-    COURSE_SMOKE=1 (and without `max_batches`) only as many batches as a smoke run's validation sees."""
-    if max_batches is None:
-        max_batches = smoke_batches()
+    the learner's own), in order, on the CPU, in float32: what a metric receives during validation. It runs the
+    learner's own evaluation loop (`get_preds`), so a smoke run (COURSE_SMOKE=1) reads only its batches too."""
     dl = (data if data is not None else learn.data).ordered_dl("valid")
-    outs, targs = [], []
-    learn.model.eval()
-    with torch.no_grad():
-        for i, (xb, yb) in enumerate(dl):
-            if max_batches is not None and i >= max_batches:
-                break
-            outs.append(learn.forward(xb).detach().float().cpu())
-            targs.append(yb.cpu())
-    return torch.cat(outs), torch.cat(targs)
+    return learn.get_preds(activ=False, dl=dl if max_batches is None else itertools.islice(dl, max_batches))
