@@ -138,8 +138,9 @@ class ItemList:
         """The item at index i, opened (subclasses decode files here)."""
         return self.items[i]
 
-    def raw(self, i: int):
-        """The item at index i as the transforms take it (images: opened lazily, decoded by `apply_tfms`)."""
+    def raw(self, i: int, cfg: TransformConfig | None = None):
+        """The item at index i as the transforms take it (images: opened lazily, decoded by `apply_tfms`);
+        `cfg` is the transform settings it is for (images the decode cache holds are then not opened at all)."""
         return self.get(i)
 
     def saved_state(self) -> dict:

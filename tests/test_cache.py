@@ -247,3 +247,46 @@ def test_deciding_and_making_the_cache_draws_nothing_from_torchs_generator(plane
         ls.databunch(bs=4, num_workers=0, device=torch.device("cpu"))
         states.append(torch.get_rng_state())
     assert torch.equal(states[0], states[1]) and torch.equal(states[0], states[2])
+
+
+def test_a_warm_epoch_opens_no_image_file_but_a_changed_one_is_read_again(planet_path, tmp_path, monkeypatch):
+    """Once the cache holds an image, the pipeline does not even open its file (a `CachedImage` stands in with its
+    name and size); a file changed since is opened and decoded again."""
+    import course_utils.vision.data as vision_data
+    from course_utils.vision.image import CachedImage
+    shutil.copytree(planet_path, tmp_path / "planet")
+    src = (ImageList.from_csv(tmp_path / "planet", "train_v2.csv", folder="train-jpg", suffix=".jpg")
+           .split_none().label_from_df(label_delim=" "))
+    ds = src.transform(TFMS, size=16, cache=True).train
+    expected = _items(ds)  # cold: opens and decodes every file
+    opened = []
+    real_open = vision_data.open_lazy
+    monkeypatch.setattr(vision_data, "open_lazy", lambda p: opened.append(p) or real_open(p))
+    _assert_same(_items(ds), expected)
+    assert opened == []
+    stand_in = ds.x.raw(0, ds.cfg)
+    assert isinstance(stand_in, CachedImage) and stand_in.size == Image.open(ds.x.items[0]).size
+    f = ds.x.items[1]
+    Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(f, quality=95)
+    os.utime(f, ns=(os.stat(f).st_atime_ns, os.stat(f).st_mtime_ns + 10**9))
+    assert not isinstance(ds.x.raw(1, ds.cfg), CachedImage)
+    opened.clear()
+    ds[0]
+    changed = ds[1][0]
+    assert opened == [f]
+    assert expected[1][0].std() > 0.05 > changed.std()  # the new, flat grey pixels
+
+
+def test_a_file_changed_after_the_cache_was_asked_is_decoded_after_all(planet_path, tmp_path):
+    """Between `raw` handing out a stand-in and the decode, the file may change: the decode then opens it."""
+    shutil.copytree(planet_path, tmp_path / "planet")
+    src = (ImageList.from_csv(tmp_path / "planet", "train_v2.csv", folder="train-jpg", suffix=".jpg")
+           .split_none().label_from_df(label_delim=" "))
+    ds = src.transform(size=16, cache=True).train
+    _items(ds)
+    stand_in = ds.x.raw(0, ds.cfg)
+    f = ds.x.items[0]
+    Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(f, quality=95)
+    os.utime(f, ns=(os.stat(f).st_atime_ns, os.stat(f).st_mtime_ns + 10**9))
+    x, _ = ds.x.apply_tfms(stand_in, ds.y.get(0), ds.y, ds.tfms, ds.cfg)
+    assert torch.allclose(x, torch.full_like(x, 200 / 255), atol=0.02)

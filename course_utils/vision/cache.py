@@ -7,13 +7,14 @@ the antialiased PIL resize, before any randomness), filled lazily the first time
 the first epoch costs what it did without a cache, later epochs, `lr_find` and later stages at the
 same size skip the decoding. Progressive resizing gets one cache per size.
 
-Storage: one slot per item in a single uint8 buffer, with a per-item stamp (file mtime and size) and
-a filled flag. Up to `MEMORY_LIMIT` bytes it is anonymous *shared* memory; beyond, a memory-mapped file
+Storage: one slot per item in a single uint8 buffer, with a per-item stamp (file mtime and size), the
+image's own size and a filled flag. Up to `MEMORY_LIMIT` bytes it is anonymous *shared* memory; beyond, a memory-mapped file
 under `data_dir()/cache` (kept between sessions, named by a hash of the files' paths, mtimes and sizes,
 the size and the resize method). Both are shared with DataLoader workers started by fork (Linux's
 default), so items a worker decodes are cached for every process; a worker started by spawn reopens
 the file, or (in-memory cache) simply decodes without caching. A file whose mtime or size changed is
-decoded again: its stamp no longer matches.
+decoded again: its stamp no longer matches. An item the cache holds is not even opened (`source_size`
+gives what the transforms need to know of the file: its size), which halves the per-item work of a warm epoch.
 
 When `transform` is not told `cache=`, each DataBunch decides (`decide_auto_cache`): if all its sets' decoded,
 resized images fit the budget (`config.image_cache_budget`: a fraction of the memory available then, settable
@@ -40,7 +41,7 @@ from .transforms import sample_plan
 __all__: list[str] = []  # nothing here is part of the advertised surface; import by name
 
 MEMORY_LIMIT = 512 * 2**20  # bytes of pixels kept in RAM; a bigger cache is a file in the data folder
-_FORMAT = 1  # bump when the file layout changes, so old cache files are never misread
+_FORMAT = 2  # bump when the file layout changes, so old cache files are never misread
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -133,16 +134,18 @@ class ImageCache:
         return data_dir() / "cache" / f"images-{h.hexdigest()[:20]}.u8"
 
     def _open(self) -> None:
-        """Map the buffer: [stamps int64 (n, 2)][filled flags (n)][pixels], all zeros when new."""
+        """Map the buffer: [stamps int64 (n, 2)][source sizes int64 (n, 2)][filled flags (n)][pixels], all zeros
+        when new."""
         n = len(self.paths)
-        head = 16 * n + n
+        head = 32 * n + n
         total = head + self.nbytes
         if self.file is None:
             self._buf = np.frombuffer(mmap.mmap(-1, max(total, 1)), dtype=np.uint8)  # MAP_SHARED: fork shares it
         else:
             self._buf = self._map_file(total)
         self.stamps = self._buf[:16 * n].view(np.int64).reshape(n, 2)
-        self.filled = self._buf[16 * n:head]
+        self.sources = self._buf[16 * n:32 * n].view(np.int64).reshape(n, 2)
+        self.filled = self._buf[32 * n:head]
         self.pixels = self._buf[head:total]
 
     def _map_file(self, total: int) -> np.memmap:
@@ -152,7 +155,7 @@ class ImageCache:
         return np.memmap(self.file, dtype=np.uint8, mode="r+", shape=(total,))
 
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_buf", "stamps", "filled", "pixels")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_buf", "stamps", "sources", "filled", "pixels")}
         state["_shared"] = self.file is not None
         return state
 
@@ -178,9 +181,24 @@ class ImageCache:
         h, w = self.shapes[i]
         return self.pixels[self.offsets[i]:self.offsets[i + 1]].reshape(h, w, self.channels)
 
-    def get(self, path, decode) -> np.ndarray:
+    def source_size(self, path) -> tuple[int, int] | None:
+        """(height, width) of the image file `path` as shown (EXIF orientation applied) if the cache holds its
+        current pixels, else None (not cached yet, not one of these files, or changed since)."""
+        i = self.index.get(str(path))
+        if i is None or self._buf is None or not self.filled[i]:
+            return None
+        try:
+            if tuple(self.stamps[i]) != _stamp(self.paths[i]):
+                return None
+        except OSError:  # gone: opening it gives the error that names it
+            return None
+        h, w = (int(v) for v in self.sources[i])
+        return (h, w) if h > 0 and w > 0 else None
+
+    def get(self, path, decode, source_size: tuple[int, int] = (0, 0)) -> np.ndarray:
         """The pixels of `path` as uint8 (h, w, 3): a read-only view of the cache, or on a miss `decode()`'s PIL
-        image as an array, stored for next time. Copy what you keep: a slot may be rewritten."""
+        image as an array, stored for next time with the file's own `source_size` (h, w). Copy what you keep: a
+        slot may be rewritten."""
         i = self.index.get(str(path))
         if i is None or self._buf is None:
             return np.asarray(decode())
@@ -192,5 +210,6 @@ class ImageCache:
             self.filled[i] = 0  # while rewriting, another process must not read a half-written slot
             self._slot(i)[...] = arr
             self.stamps[i] = stamp
+            self.sources[i] = source_size
             self.filled[i] = 1
         return arr

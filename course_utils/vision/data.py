@@ -20,7 +20,7 @@ from ..data_block import ItemList, TargetList, TransformConfig, problem_kind, pr
 from ..tables import same_names_on_disk
 from .batch import CPU_CHUNK, augment_batch, plan_params, resample_batch
 from .cache import ImageCache, decide_auto_cache
-from .image import image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
+from .image import CachedImage, image_extensions, image_grid, image_size, load_rgb, open_image, open_lazy, show_image
 from .transforms import ImageTransforms, ResizeMethod, TransformPlan, sample_plan
 
 __all__ = ["ImageList", "ImageItemList", "ImageFileList", "get_image_files", "imagenet_stats"]
@@ -173,9 +173,19 @@ class ImageList(ItemList):
         """Image i decoded as RGB (what a student looks at; the pipeline opens it lazily with `raw`)."""
         return open_image(self.items[i])
 
-    def raw(self, i: int):
-        """Image i opened lazily in its file's own mode: `apply_tfms` decodes it at the scale it needs."""
+    def raw(self, i: int, cfg: TransformConfig | None = None):
+        """Image i opened lazily in its file's own mode: `apply_tfms` decodes it at the scale it needs. Given the
+        transform settings `cfg`, an image the decode cache holds at their size is not opened at all: a
+        `CachedImage` stands in, with the file's name and size."""
+        if cfg is not None and self._caching(cfg):
+            hw = self.image_cache(cfg.size, cfg.resize_method).source_size(self.items[i])
+            if hw is not None:
+                return CachedImage(str(self.items[i]), *hw)
         return open_lazy(self.items[i])
+
+    def _caching(self, cfg: TransformConfig) -> bool:
+        """Whether these images are cached at `cfg`'s size: `transform(cache=...)`, else the DataBunch's choice."""
+        return bool(cfg.cache if cfg.cache is not None else self.auto_cache(cfg))
 
     def open_item(self, item):
         """A path or a PIL image, as `raw` returns it."""
@@ -227,10 +237,16 @@ class ImageList(ItemList):
         h, w = plan.resized
         try:
             def decode():
+                if isinstance(img, CachedImage):  # the file changed since the cache was asked: read it after all
+                    with img.open() as src:
+                        return plan.resize(load_rgb(src, min_size=(w, h)))
                 return plan.resize(load_rgb(img, min_size=(w, h)))
             path = getattr(img, "filename", "")
-            cached = (cfg.cache if cfg.cache is not None else self.auto_cache(cfg)) and path
-            pixels = self.image_cache(cfg.size, cfg.resize_method).get(path, decode) if cached else decode()
+            if path and self._caching(cfg):
+                cache = self.image_cache(cfg.size, cfg.resize_method)
+                pixels = cache.get(path, decode, (img.height, img.width))
+            else:
+                pixels = decode()
             return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)
         finally:
             img.close()
