@@ -7,14 +7,14 @@ the antialiased PIL resize, before any randomness), filled lazily the first time
 the first epoch costs what it did without a cache, later epochs, `lr_find` and later stages at the
 same size skip the decoding. Progressive resizing gets one cache per size.
 
-Storage: one slot per item in a single uint8 buffer, with a per-item stamp (file mtime and size), the
-image's own size and a filled flag. Up to `MEMORY_LIMIT` bytes it is anonymous *shared* memory; beyond, a memory-mapped file
-under `data_dir()/cache` (kept between sessions, named by a hash of the files' paths, mtimes and sizes,
-the size and the resize method). Both are shared with DataLoader workers started by fork (Linux's
-default), so items a worker decodes are cached for every process; a worker started by spawn reopens
-the file, or (in-memory cache) simply decodes without caching. A file whose mtime or size changed is
-decoded again: its stamp no longer matches. An item the cache holds is not even opened (`source_size`
-gives what the transforms need to know of the file: its size), which halves the per-item work of a warm epoch.
+Storage: one slot per item in a single uint8 buffer, with a per-item stamp (file mtime and size), the image's
+own size and a filled flag. Up to `MEMORY_LIMIT` bytes it is anonymous *shared* memory; beyond, a memory-
+mapped file under `data_dir()/cache` (kept between sessions, named by a hash of the files' paths, mtimes and
+sizes, the size and the resize method). Both are shared with DataLoader workers started by fork (Linux's
+default), so items a worker decodes are cached for every process; a worker started by spawn reopens the file,
+or (in-memory cache) simply decodes without caching. A file whose mtime or size changed is decoded again: its
+stamp no longer matches. An item the cache holds is not even opened (`source_size` gives what the transforms
+need to know of the file: its size), which halves the per-item work of a warm epoch.
 
 When `transform` is not told `cache=`, each DataBunch decides (`decide_auto_cache`): if all its sets' decoded,
 resized images fit the budget (`config.image_cache_budget`: a fraction of the memory available then, settable
