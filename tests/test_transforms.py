@@ -250,3 +250,28 @@ def test_a_numpy_size_crops_like_the_lesson_camvid_src_size_halved():
     from course_utils.vision.transforms import ResizeMethod, _target_size
 
     assert _target_size(np.array([360, 480]), (720, 960)) == ((360, 480), ResizeMethod.CROP)
+
+
+def test_without_a_generator_plans_come_from_torchs_seed_and_cover_every_draw():
+    """Plans drawn without `rng` take their numbers from torch's generator: a seed repeats them exactly, and over
+    many items every dihedral symmetry, both lighting draws and the zoom's full range turn up."""
+    tfms = get_transforms(flip_vert=True, max_lighting=0.2, max_zoom=1.5, max_warp=0.0)[0]
+
+    def plans(seed: int, n: int):
+        torch.manual_seed(seed)
+        return [sample_plan(tfms, (40, 60), 32, train=True) for _ in range(n)]
+    a, b, c = plans(3, 50), plans(3, 50), plans(4, 50)
+    assert all(np.array_equal(p.aug, q.aug) and p.brightness == q.brightness and p.offset == q.offset
+               for p, q in zip(a, b))
+    assert any(not np.array_equal(p.aug, q.aug) for p, q in zip(a, c))
+    many = plans(0, 2000)
+    flips = {tuple(np.sign(np.round(p.aug[:2, :2], 6)).astype(int).ravel()) for p in many if np.allclose(
+        np.abs(p.aug[:2, :2]), np.round(np.abs(p.aug[:2, :2])))}  # the plans with no zoom/rotation: a pure symmetry
+    assert len(flips) == 8
+    lit = [p.brightness for p in many if p.brightness is not None]
+    assert 0.65 < len(lit) / len(many) < 0.85 and 0.4 <= min(lit) < 0.41 and 0.59 < max(lit) <= 0.6
+    offsets = {p.offset for p in many}
+    assert len(offsets) > 1  # the random crop moves the window
+    torch.manual_seed(0)
+    sample_plan(None, (40, 60), 32, train=False)  # nothing random: nothing drawn
+    assert torch.equal(torch.rand(1), torch.manual_seed(0) and torch.rand(1))

@@ -105,7 +105,8 @@ def open_lazy(path: str | Path) -> Image.Image:
 class CachedImage:
     """What the data pipeline gets instead of an opened file when the decode cache already holds the image's
     pixels (vision/cache.py): its name and its size as shown, which is all the transforms ask of the file.
-    Opening a JPEG only to read its header took a third of a warm epoch's per-item time."""
+    Opening a JPEG only to read its header took a quarter of a warm epoch's per-item time (0.12 of 0.47 ms for a
+    256-px JPEG at 128 px, AVX2, no native bf16)."""
 
     def __init__(self, filename: str, height: int, width: int):
         self.filename, self.height, self.width = filename, height, width
