@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
+from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -49,7 +51,20 @@ class Callback:
     """Base class: override the events you need; `self.learn` is set when the callback is attached. `order` places
     it among the others (see CALLBACK_ORDER)."""
     order = CALLBACK_ORDER["Callback"]
-    learn = None
+    _learn_ref: Callable[[], object] | None = None
+
+    @property
+    def learn(self):
+        """The learner this callback is attached to (None before). A `Learner` is held weakly: it holds its
+        callbacks, and a strong link back made a cycle that kept a dropped learner's model, gradients and optimizer
+        state (a U-Net's: 500 MB) in memory until Python's next full garbage collection. Anything else set here
+        (a stand-in in a test) is held as it is, since nothing else may hold it."""
+        return None if self._learn_ref is None else self._learn_ref()
+
+    @learn.setter
+    def learn(self, learn) -> None:
+        from .learner import Learner  # here, not at the top: learner.py imports this module
+        self._learn_ref = weakref.ref(learn) if isinstance(learn, Learner) else (lambda: learn)
 
 
 def annealing_cos(start: float, end: float, pct: float) -> float:

@@ -68,3 +68,23 @@ def test_validate_outside_a_fit_uses_the_learners_own_callbacks_not_the_last_fit
     n = len(seen)
     tiny_learner.validate()
     assert len(seen) == n and spy in tiny_learner.fit_callbacks
+
+
+def test_a_dropped_learner_frees_its_model_at_once_not_at_the_next_garbage_collection(colour_data):
+    """Callbacks point back to their learner weakly: after `del learn` (or `learn = ...` again in a notebook) the
+    model, its gradients and the optimizer state are freed right away, even with the cyclic collector off."""
+    import gc
+    import weakref
+
+    from course_utils.vision import cnn_learner
+    learn = cnn_learner(colour_data, "resnet18", pretrained=False, metrics=[])
+    learn.fit(1, 1e-3, progress=False)
+    learn.lr_find(num_it=2)
+    model, opt = weakref.ref(learn.model), weakref.ref(learn.opt)
+    assert all(cb.learn is learn for cb in learn.callbacks)
+    gc.disable()
+    try:
+        del learn
+        assert model() is None and opt() is None
+    finally:
+        gc.enable()

@@ -135,7 +135,7 @@ def test_finetune_fixes_real_mistakes_and_keeps_what_the_model_knew(planet_model
     assert right >= 3, out  # the model now gets most of the corrected photos right ...
     before, after = res["original validation"]
     assert after >= before - DEFAULT_TOLERANCE, out  # ... and is no worse at what it knew
-    assert res["corrected items"] == (0.0, right / 5)
+    assert res["corrected items"] == (0.0, pytest.approx(right / 5))  # a float32 mean: 0.6 is 0.6000000238
     assert "5 corrections" in out and "original validation (91)" in out  # 96 less the 5 corrected
     assert "all tags right" in out and "F2 at 0.2" in out  # the printout names each score
     print(out)
