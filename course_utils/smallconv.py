@@ -2,9 +2,10 @@
 
 A resnet's last stage works on tiny maps when the images are small: 1x1 at 32 px, 2x2 at 64 px. There, oneDNN
 (PyTorch's CPU convolution library) computes the weight gradient of a 3x3 convolution about ten times slower than
-one matrix product does: for 512 -> 512 channels, a batch of 32 at 1x1 took 27.4 ms against 2.9 ms, and at 2x2
-18.4 ms against 5.8 ms (2-core AMD EPYC, AVX2, no native bf16). At 32 px, that one stage was 40% of a tiny
-Planet lesson's training time. At 4x4 and above the two are even, and oneDNN wins at 8x8.
+one matrix product does: for 512 -> 512 channels, a batch of 32 at 1x1 took 21.1 ms against 1.5 ms, and at 2x2
+17.3 ms against 4.9 ms (best of 10, 2-core AMD EPYC, AVX2, no native bf16; `python -m course_utils.smallconv`
+times them on your machine). At 32 px, that one stage was 40% of a tiny Planet lesson's training time. At 4x4 the
+two are even (19.5 against 16.9 ms), and oneDNN wins at 8x8 (4.4 against 6.8 ms for 128 channels).
 
 So `use_small_map_convs` gives a model's plain `nn.Conv2d` layers a forward that, only while training on a CPU
 in fp32 over an output map of at most `SMALL_MAP` pixels, records the convolution through `_SmallMapConv`: the
@@ -84,3 +85,52 @@ def use_small_map_convs(model: nn.Module) -> int:
             m.__class__ = SmallMapConv2d
             n += 1
     return n
+
+
+def compare(bs: int = 32, repeats: int = 10) -> list[dict]:
+    """Time the weight gradient of the convolutions the module's table names, oneDNN's against the matrix product,
+    on this machine (`python -m course_utils.smallconv` prints them). Returns one row per convolution."""
+    import time
+
+    def best_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times) * 1e3
+    rows = []
+    for cin, cout, size, stride in ((512, 512, 1, 1), (256, 512, 2, 2), (512, 512, 2, 1), (256, 256, 2, 1),
+                                    (512, 512, 4, 1), (128, 128, 8, 1)):
+        torch.manual_seed(0)
+        x, w = torch.randn(bs, cin, size, size), torch.randn(cout, cin, 3, 3)
+        grad = torch.randn_like(F.conv2d(x, w, stride=stride, padding=1))
+        conf = ([stride, stride], [1, 1], [1, 1])
+
+        def onednn():
+            return torch.ops.aten.convolution_backward(grad, x, w, None, *conf, False, [0, 0], 1,
+                                                       [False, True, False])[1]
+
+        def matmul():
+            return _SmallMapConv.backward(_Ctx(x, w, conf), grad)[1]
+        torch.testing.assert_close(matmul(), onednn(), rtol=1e-4, atol=1e-3)
+        rows.append({"conv": f"{cin}->{cout} 3x3 stride {stride}", "out": f"{grad.shape[-2]}x{grad.shape[-1]}",
+                     "onednn_ms": best_ms(onednn), "matmul_ms": best_ms(matmul)})
+    return rows
+
+
+class _Ctx:
+    """What `_SmallMapConv.backward` reads of its context, for timing it alone."""
+
+    def __init__(self, x, weight, conf):
+        self.saved_tensors, self.conf, self.has_bias = (x, weight), conf, False
+        self.needs_input_grad = (False, True, False)
+
+
+if __name__ == "__main__":
+    print(f"weight gradient of a 3x3 convolution, batch 32, {torch.get_num_threads()} threads, kernels "
+          f"{torch.backends.cpu.get_cpu_capability()} (best of 10)")
+    print(f"{'convolution':>24} {'output':>6} {'oneDNN':>9} {'matmul':>9}")
+    for r in compare():
+        print(f"{r['conv']:>24} {r['out']:>6} {r['onednn_ms']:7.2f}ms {r['matmul_ms']:7.2f}ms")

@@ -108,3 +108,9 @@ def test_a_learners_model_gets_the_same_gradients_as_with_plain_convs(colour_dat
         grads.append({k: p.grad for k, p in model.named_parameters()})
     for k, g in grads[1].items():
         torch.testing.assert_close(grads[0][k], g, rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_compare_times_both_gradients_and_checks_they_agree():
+    rows = smallconv.compare(bs=2, repeats=1)
+    assert [r["out"] for r in rows] == ["1x1", "1x1", "2x2", "2x2", "4x4", "8x8"]
+    assert all(r["onednn_ms"] > 0 and r["matmul_ms"] > 0 for r in rows)
