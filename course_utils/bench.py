@@ -394,9 +394,14 @@ def run(n_images: int, n_batches: int, out: Path, workers=(0, 2), rounds: int = 
             res["pipeline"][w] = pipeline_rounds(root, w, rounds)
             print(f"  pipeline, num_workers={w}: done ({time.perf_counter() - start:.0f} s)", flush=True)
         res["training"] = bench_training(root, n_batches, start, rounds, bf16)
+    return finish(res, out, start, cache_mb=res["pipeline"][workers[0]]["cache_mb"])
+
+
+def finish(res: dict, out: Path, start: float, **memory) -> dict:
+    """Add the peak memory (this process and its workers, plus `memory`), the load average at the end and the
+    seconds since `start` to `res`, write it to `out` as JSON and return it (tools/bench_fastai.py ends so too)."""
     res["memory"] = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                     "children_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                     "cache_mb": res["pipeline"][workers[0]]["cache_mb"]}
+                     "children_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, **memory}
     res["machine"]["load_avg_end"] = os.getloadavg()
     res["seconds"] = time.perf_counter() - start
     out.write_text(json.dumps(res, indent=1, default=str))

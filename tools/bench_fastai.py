@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import resource
 import sys
 import tempfile
 import time
@@ -45,6 +42,7 @@ from course_utils.bench import (  # noqa: E402  (the course from this checkout)
     PLANET_TFMS,
     describe,
     epoch_rate,
+    finish,
     machine,
     make_data,
     rate,
@@ -218,12 +216,7 @@ def run(n_images: int, n_batches: int, rounds: int, out: Path, data: Path | None
             print(f"{n_images} planet-style 256-px JPEGs (+ masks) generated in {root} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
             measure(root, res, workers, rounds, n_batches, start)
-    res["memory"] = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                     "children_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-    res["machine"]["load_avg_end"] = os.getloadavg()
-    res["seconds"] = time.perf_counter() - start
-    out.write_text(json.dumps(res, indent=1, default=str))
-    return res
+    return finish(res, out, start)
 
 
 def main(argv=None) -> None:
